@@ -1,0 +1,59 @@
+"""Hugging Face BERT checkpoints: `config.json` + `model.safetensors`, read without PyTorch."""
+
+import os
+import re
+
+import numpy as np
+
+from powerbert_tf.checkpoints.errors import CheckpointError
+from powerbert_tf.checkpoints.variable_names import assign_weights
+
+_PREFIXES = ("bert.", "model.")
+_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
+
+
+def hf_to_google_name(name):
+    """Map a HF `BertModel` tensor name to Google's name, or None for tensors we do not use.
+
+    Returns `(google_name, transpose)`: HF stores `nn.Linear` weights as (out, in).
+    """
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if not name.startswith(("embeddings.", "encoder.", "pooler.")) or name.endswith("position_ids"):
+        return None
+    path = _LAYER.sub(lambda m: f"encoder.layer_{m.group(1)}.", name).replace(".", "/")
+    leaf = path.rsplit("/", 1)[-1]
+    if "LayerNorm" in path:
+        path = path[: -len(leaf)] + {"weight": "gamma", "bias": "beta"}.get(leaf, leaf)
+        return "bert/" + path, False
+    if path.startswith("embeddings/") and leaf == "weight":
+        return "bert/" + path[: -len("/weight")], False
+    if leaf == "weight":
+        return "bert/" + path[: -len("weight")] + "kernel", True
+    return "bert/" + path, False
+
+
+def read_hf_safetensors(path):
+    """Dict Google name -> float32 array from a HF `model.safetensors` file."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no safetensors file at {path}")
+    try:
+        raw = load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+    tensors = {}
+    for name, value in raw.items():
+        mapped = hf_to_google_name(name)
+        if mapped is not None:
+            google_name, transpose = mapped
+            tensors[google_name] = np.asarray(value.T if transpose else value, dtype=np.float32)
+    return tensors
+
+
+def load_hf_safetensors(encoder, path):
+    """Load a HF BERT `model.safetensors` into a built `PowerBertEncoder`."""
+    assign_weights(encoder, read_hf_safetensors(path), source=path)

@@ -1,0 +1,152 @@
+"""`PowerBertEncoder`: a BERT encoder of any size with an elimination mode (none / soft / hard)."""
+
+import keras
+import tensorflow as tf
+
+from powerbert_tf.bert_config import BertConfig
+from powerbert_tf.layers.bert_embeddings import BertEmbeddings
+from powerbert_tf.layers.encoder_layer import ELIMINATION_MODES, EncoderLayer
+from powerbert_tf.retention import RetentionConfig
+from powerbert_tf.serialization import register
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@register
+class PowerBertEncoder(keras.Model):
+    """BERT encoder (embeddings, L transformer layers, pooler) with progressive elimination.
+
+    One class for all three PoWER-BERT phases, chosen by `elimination`:
+    - "none": plain BERT (fine-tuning, baseline);
+    - "soft": a `SoftExtract` in every layer (configuration search), needs `sequence_length`;
+    - "hard": a `HardExtract` in layer j keeping `retention[j]` word vectors (re-training,
+      inference), needs `retention`.
+
+    Args:
+        vocab_size ... layer_norm_eps: the `BertConfig` fields (Google's names).
+        elimination: "none", "soft" or "hard".
+        retention: list of ints (one per layer) or a `RetentionConfig`; hard mode only.
+        sequence_length: N. Soft mode: the size of each retention vector. Taken from `retention`
+            when that is a `RetentionConfig`.
+
+    Call args:
+        inputs: dict of int (B, T) tensors `input_ids`, `attention_mask` (default all ones) and
+            `token_type_ids` (default zeros).
+        return_details: also return per-layer lists `attention_probs` (B, H, T_j, T_j),
+            `significance` (B, T_j) and `attention_masks` (B, T_j), T_j the length entering layer j.
+
+    Returns:
+        dict with `sequence_output` (B, T_L, D), `pooled_output` (B, D) and `attention_mask`
+        (B, T_L) of the positions still present after the last layer (T_L = T unless hard).
+    """
+
+    def __init__(self, vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
+                 attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
+                 initializer_range=0.02, layer_norm_eps=1e-12, elimination="none", retention=None,
+                 sequence_length=None, **kwargs):
+        super().__init__(**kwargs)
+        self.bert_config = BertConfig(
+            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+            hidden_act=hidden_act, hidden_dropout_prob=hidden_dropout_prob,
+            attention_probs_dropout_prob=attention_probs_dropout_prob,
+            max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
+            initializer_range=initializer_range, layer_norm_eps=layer_norm_eps)
+        self.elimination, self.retention, self.sequence_length = _check_elimination(
+            elimination, retention, sequence_length, num_hidden_layers)
+
+        # === Layers ===
+        c = self.bert_config
+        self.embeddings = BertEmbeddings(
+            c.vocab_size, c.hidden_size, c.max_position_embeddings, c.type_vocab_size,
+            layer_norm_eps=c.layer_norm_eps, dropout=c.hidden_dropout_prob,
+            initializer_range=c.initializer_range, name="embeddings")
+        self.encoder_layers = [
+            EncoderLayer(
+                c.hidden_size, c.num_attention_heads, c.intermediate_size, activation=c.keras_activation,
+                dropout=c.hidden_dropout_prob, attention_dropout=c.attention_probs_dropout_prob,
+                layer_norm_eps=c.layer_norm_eps, initializer_range=c.initializer_range,
+                elimination=self.elimination,
+                keep=self.retention.lengths[j] if self.elimination == "hard" else None,
+                sequence_length=self.sequence_length if self.elimination == "soft" else None,
+                name=f"layer_{j}")
+            for j in range(c.num_hidden_layers)]
+        self.pooler = keras.layers.Dense(
+            c.hidden_size, activation="tanh", name="pooler",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=c.initializer_range))
+
+    def build(self, input_shape=None):
+        self.embeddings.build()
+        for layer in self.encoder_layers:
+            layer.build()
+        self.pooler.build((None, self.bert_config.hidden_size))
+        self.built = True
+
+    def call(self, inputs, training=None, return_details=False):
+        input_ids = _int_input(inputs, "input_ids")
+        mask = _int_input(inputs, "attention_mask", default=tf.ones_like(input_ids))
+        token_type_ids = _int_input(inputs, "token_type_ids", default=tf.zeros_like(input_ids))
+
+        hidden = self.embeddings(input_ids, token_type_ids, training=training)
+        details = {"attention_probs": [], "significance": [], "attention_masks": []}
+        for layer in self.encoder_layers:
+            details["attention_masks"].append(mask)
+            out = layer(hidden, mask, training=training, return_scores=return_details)
+            hidden, mask = out["hidden"], out["attention_mask"]
+            details["attention_probs"].append(out["attention_probs"])
+            details["significance"].append(out.get("significance"))
+        outputs = {"sequence_output": hidden,
+                   "pooled_output": self.pooler(hidden[:, 0, :]),
+                   "attention_mask": mask}
+        if return_details:
+            outputs.update(details)
+        return outputs
+
+    @property
+    def soft_extract_layers(self):
+        return [layer.extract for layer in self.encoder_layers if self.elimination == "soft"]
+
+    def retention_masses(self):
+        """Soft mode: list of scalar tensors `mass(r_j)`, j = 1..L."""
+        if self.elimination != "soft":
+            raise ValueError(f"retention masses exist in soft mode only; this encoder is {self.elimination!r}")
+        return [extract.mass for extract in self.soft_extract_layers]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.bert_config.to_dict())
+        config.update(elimination=self.elimination,
+                      retention=list(self.retention.lengths) if self.retention else None,
+                      sequence_length=self.sequence_length)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _check_elimination(elimination, retention, sequence_length, num_layers):
+    """Validate the mode's arguments; returns (elimination, RetentionConfig or None, N or None)."""
+    if elimination not in ELIMINATION_MODES:
+        raise ValueError(f"elimination must be one of {ELIMINATION_MODES}, got {elimination!r}")
+    if elimination == "hard":
+        if retention is None:
+            raise ValueError("elimination='hard' needs retention (word vectors kept per layer)")
+        if not isinstance(retention, RetentionConfig):
+            retention = RetentionConfig(tuple(retention), sequence_length or max(retention))
+        retention.check_num_layers(num_layers)
+        return elimination, retention, retention.sequence_length
+    if retention is not None:
+        raise ValueError(f"retention is only used with elimination='hard', not {elimination!r}")
+    if elimination == "soft" and (sequence_length is None or sequence_length < 1):
+        raise ValueError("elimination='soft' needs sequence_length (N, the fixed input length)")
+    return elimination, None, sequence_length
+
+
+def _int_input(inputs, name, default=None):
+    if name not in inputs:
+        if default is None:
+            raise KeyError(f"encoder inputs need {name!r}; got keys {sorted(inputs)}")
+        return default
+    return tf.cast(inputs[name], tf.int32)

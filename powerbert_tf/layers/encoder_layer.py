@@ -1,0 +1,118 @@
+"""One transformer encoder layer with an optional word-vector elimination step."""
+
+import keras
+
+from powerbert_tf.layers.hard_extract import HardExtract
+from powerbert_tf.layers.self_attention import SelfAttention
+from powerbert_tf.layers.soft_extract import SoftExtract
+from powerbert_tf.serialization import register
+from powerbert_tf.significance import significance_scores
+
+ELIMINATION_MODES = ("none", "soft", "hard")
+
+
+def _activation(name):
+    if name == "gelu":  # BERT's exact (erf) GELU; Keras' default string "gelu" is the same.
+        return keras.activations.gelu
+    if name == "gelu_approximate":
+        return lambda x: keras.activations.gelu(x, approximate=True)
+    return keras.activations.get(name)
+
+
+@register
+class EncoderLayer(keras.layers.Layer):
+    """Self-attention sub-block, then elimination, then the feed-forward sub-block.
+
+    Elimination sits between the two sub-blocks, as in PoWER-BERT: the attention of this layer
+    decides which word vectors the feed-forward network (and every later layer) still sees.
+
+    Args:
+        elimination: "none", "soft" (`SoftExtract` over `sequence_length` ranks) or "hard"
+            (`HardExtract` keeping `keep` word vectors).
+
+    Call args:
+        hidden: float (B, T, D).
+        attention_mask: (B, T), 1 for real tokens.
+
+    Returns:
+        dict with `hidden` (B, T', D), `attention_mask` (B, T'), `attention_probs`
+        (B, H, T, T) and, unless `elimination="none"` and `return_scores` is False,
+        `significance` (B, T). T' = min(keep, T) in hard mode, else T.
+    """
+
+    def __init__(self, hidden_size, num_heads, intermediate_size, activation="gelu", dropout=0.1,
+                 attention_dropout=0.1, layer_norm_eps=1e-12, initializer_range=0.02,
+                 elimination="none", keep=None, sequence_length=None, **kwargs):
+        super().__init__(**kwargs)
+        if elimination not in ELIMINATION_MODES:
+            raise ValueError(f"elimination must be one of {ELIMINATION_MODES}, got {elimination!r}")
+        if elimination == "hard" and keep is None:
+            raise ValueError("elimination='hard' needs keep (word vectors to keep)")
+        if elimination == "soft" and sequence_length is None:
+            raise ValueError("elimination='soft' needs sequence_length (N, the retention size)")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.activation = activation
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.elimination = elimination
+        self.keep = keep
+        self.sequence_length = sequence_length
+
+        # === Layers ===
+        def init():
+            return keras.initializers.TruncatedNormal(stddev=initializer_range)
+
+        self.attention = SelfAttention(hidden_size, num_heads, dropout=attention_dropout,
+                                       initializer_range=initializer_range, name="attention")
+        self.attention_dropout_layer = keras.layers.Dropout(dropout)
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm")
+        if elimination == "hard":
+            self.extract = HardExtract(keep, name="hard_extract")
+        elif elimination == "soft":
+            self.extract = SoftExtract(sequence_length, name="soft_extract")
+        else:
+            self.extract = None
+        self.intermediate = keras.layers.Dense(intermediate_size, activation=_activation(activation),
+                                               kernel_initializer=init(), name="intermediate")
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output")
+        self.output_dropout_layer = keras.layers.Dropout(dropout)
+        self.output_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="output_norm")
+
+    def build(self, input_shape=None):
+        shape = (None, None, self.hidden_size)
+        self.attention.build(shape)
+        self.attention_norm.build(shape)
+        if self.extract is not None:
+            self.extract.build(shape)
+        self.intermediate.build(shape)
+        self.output_dense.build((None, None, self.intermediate_size))
+        self.output_norm.build(shape)
+        self.built = True
+
+    def call(self, hidden, attention_mask, training=None, return_scores=False):
+        attended, probs = self.attention(hidden, attention_mask, training=training)
+        hidden = self.attention_norm(hidden + self.attention_dropout_layer(attended, training=training))
+        outputs = {"attention_probs": probs}
+        if self.extract is not None or return_scores:
+            scores = significance_scores(probs, attention_mask)
+            outputs["significance"] = scores
+            if self.extract is not None:
+                hidden, attention_mask = self.extract(hidden, attention_mask, scores)[:2]
+        ffn = self.output_dense(self.intermediate(hidden))
+        outputs["hidden"] = self.output_norm(hidden + self.output_dropout_layer(ffn, training=training))
+        outputs["attention_mask"] = attention_mask
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, num_heads=self.num_heads,
+                      intermediate_size=self.intermediate_size, activation=self.activation,
+                      dropout=self.dropout, attention_dropout=self.attention_dropout,
+                      layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
+                      elimination=self.elimination, keep=self.keep,
+                      sequence_length=self.sequence_length)
+        return config

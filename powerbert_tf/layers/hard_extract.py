@@ -1,0 +1,47 @@
+"""Hard extract: keep the `keep` most significant word vectors, drop the rest."""
+
+import keras
+import tensorflow as tf
+
+from powerbert_tf import ranking
+from powerbert_tf.serialization import register
+
+
+@register
+class HardExtract(keras.layers.Layer):
+    """Keeps `[CLS]` and the `keep - 1` most significant other positions, in word order.
+
+    `k = min(keep, T)` is a Python int whenever T is static (always the case in exported models),
+    so output shapes stay static for TFLite and TensorRT.
+
+    Call args:
+        hidden: float (B, T, D).
+        attention_mask: (B, T), 1 for real tokens.
+        scores: float (B, T) significance scores (`significance_scores`).
+
+    Returns:
+        `(hidden, attention_mask, positions)`: (B, K, D), (B, K) gathered with the same positions,
+        and the int32 (B, K) kept positions, increasing along axis 1.
+    """
+
+    def __init__(self, keep, **kwargs):
+        super().__init__(**kwargs)
+        if int(keep) != keep or keep < 1:
+            raise ValueError(f"HardExtract keep must be a positive int, got {keep!r}")
+        self.keep = int(keep)
+
+    def call(self, hidden, attention_mask, scores):
+        static_length = hidden.shape[1]
+        if static_length is not None:
+            k = min(self.keep, static_length)
+        else:
+            k = tf.minimum(self.keep, tf.shape(hidden)[1])
+        positions = ranking.kept_positions(ranking.ranking_keys(scores, attention_mask), k)
+        return (tf.gather(hidden, positions, batch_dims=1),
+                tf.gather(attention_mask, positions, batch_dims=1),
+                positions)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(keep=self.keep)
+        return config

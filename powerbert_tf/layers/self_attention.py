@@ -1,0 +1,79 @@
+"""Multi-head self-attention that also returns its probabilities (needed for significance)."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from powerbert_tf.serialization import register
+
+
+@register
+class SelfAttention(keras.layers.Layer):
+    """BERT self-attention: query/key/value projections, masked softmax, output projection.
+
+    Letters: B batch, T sequence length, D hidden size, H heads, d = D / H.
+    Only TFLite builtin ops (reshape/transpose/matmul/expand_dims; no einsum, no `x[:, None]`).
+
+    Call args:
+        hidden: float (B, T, D).
+        attention_mask: (B, T), 1 for real tokens, 0 for padding (masked as keys).
+
+    Returns:
+        `(output, probs)`: float (B, T, D) after the output projection (before the residual), and
+        the softmax probabilities (B, H, T, T) indexed [b, h, query, key], before dropout.
+    """
+
+    def __init__(self, hidden_size, num_heads, dropout=0.1, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.initializer_range = initializer_range
+        self.head_size = hidden_size // num_heads
+
+        # === Layers ===
+        def dense(name):
+            return keras.layers.Dense(
+                hidden_size, name=name,
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+
+        self.query = dense("query")
+        self.key = dense("key")
+        self.value = dense("value")
+        self.output_dense = dense("output")
+        self.dropout_layer = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape=None):
+        for layer in (self.query, self.key, self.value, self.output_dense):
+            layer.build((None, None, self.hidden_size))
+        self.built = True
+
+    def _split_heads(self, x, batch, length):
+        x = tf.reshape(x, [batch, length, self.num_heads, self.head_size])
+        return tf.transpose(x, [0, 2, 1, 3])  # (B, H, T, d)
+
+    def call(self, hidden, attention_mask, training=None):
+        batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
+        q = self._split_heads(self.query(hidden), batch, length)
+        k = self._split_heads(self.key(hidden), batch, length)
+        v = self._split_heads(self.value(hidden), batch, length)
+
+        logits = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_size))
+        # -1e4 rather than -1e9 so the bias stays finite in float16 under mixed precision; exp(-1e4)
+        # is exactly 0 in float32 as well.
+        key_mask = tf.cast(attention_mask, logits.dtype)
+        bias = tf.expand_dims(tf.expand_dims((1.0 - key_mask) * -10000.0, 1), 1)  # (B, 1, 1, T)
+        probs = tf.nn.softmax(logits + bias, axis=-1)
+
+        context = tf.matmul(self.dropout_layer(probs, training=training), v)  # (B, H, T, d)
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, length, self.hidden_size])
+        return self.output_dense(context), probs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, num_heads=self.num_heads, dropout=self.dropout,
+                      initializer_range=self.initializer_range)
+        return config

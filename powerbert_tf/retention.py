@@ -1,0 +1,130 @@
+"""Retention configurations: how many word vectors each encoder layer keeps (pure Python/NumPy).
+
+Rules (METHOD.md "Where elimination happens"): one count per layer, each `1 <= l_j <= N`, and the
+counts never increase with depth.
+
+Derivation from a configuration search (`RetentionConfig.from_masses`): the paper describes the
+*rounded-up* mass, so `l_j = ceil(mass(r_j) - 1e-6)` (the tolerance keeps a mass of 20.0000001,
+float noise on an integer, at 20), then `max(l_j, 1)`, then `min(l_j, N)`, then
+`l_j = min(l_j, l_{j-1})` from the first layer down. The reference implementation truncates
+(`int(mass)`); pass `rounding="floor"` to reproduce it.
+"""
+
+import dataclasses
+import json
+import math
+from typing import Sequence
+
+_ROUNDING = {
+    "ceil": lambda m: math.ceil(m - 1e-6),
+    "floor": lambda m: math.floor(m + 1e-6),
+    "round": lambda m: int(math.floor(m + 0.5)),
+}
+
+
+class RetentionError(ValueError):
+    """A retention configuration that breaks the rules."""
+
+
+def _as_int(value, what):
+    try:
+        whole = int(value)
+    except (TypeError, ValueError):
+        whole = None
+    if whole is None or isinstance(value, bool) or whole != value:
+        raise RetentionError(f"{what} must be a whole number, got {value!r}")
+    return whole
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionConfig:
+    """Word vectors kept per encoder layer, `lengths[j]` for layer j+1, for inputs of length N.
+
+    Attributes:
+        lengths: one positive int per encoder layer, non-increasing.
+        sequence_length: N, the input length the configuration was found for.
+    """
+
+    lengths: tuple
+    sequence_length: int
+
+    def __post_init__(self):
+        lengths = tuple(_as_int(v, "retention length") for v in self.lengths)
+        object.__setattr__(self, "lengths", lengths)
+        n = _as_int(self.sequence_length, "sequence_length")
+        object.__setattr__(self, "sequence_length", n)
+        if not lengths:
+            raise RetentionError("a retention configuration needs at least one layer")
+        for j, value in enumerate(lengths, start=1):
+            if not 1 <= value <= n:
+                raise RetentionError(
+                    f"layer {j} keeps {value} word vectors; each layer must keep between 1 and "
+                    f"N={n} (got {list(lengths)})")
+        for j in range(1, len(lengths)):
+            if lengths[j] > lengths[j - 1]:
+                raise RetentionError(
+                    f"retention must not increase with depth: layer {j + 1} keeps {lengths[j]} > "
+                    f"layer {j} keeps {lengths[j - 1]} (got {list(lengths)})")
+
+    @property
+    def num_layers(self):
+        return len(self.lengths)
+
+    def check_num_layers(self, num_layers):
+        """Raise `RetentionError` unless there is one count per encoder layer."""
+        if self.num_layers != num_layers:
+            raise RetentionError(
+                f"retention configuration has {self.num_layers} entries {list(self.lengths)} but "
+                f"the encoder has {num_layers} layers")
+
+    @property
+    def flop_ratio(self):
+        """`L * N / sum(l_j)`: the encoder-layer work saved, ignoring the attention's T^2 term."""
+        return self.num_layers * self.sequence_length / sum(self.lengths)
+
+    @classmethod
+    def full(cls, num_layers, sequence_length):
+        """No elimination: every layer keeps all N word vectors."""
+        return cls((sequence_length,) * num_layers, sequence_length)
+
+    @classmethod
+    def from_masses(cls, masses: Sequence[float], sequence_length, rounding="ceil"):
+        """Derive a configuration from soft-extract masses with the rule in the module docstring."""
+        if rounding not in _ROUNDING:
+            raise RetentionError(f"unknown rounding {rounding!r}; use one of {sorted(_ROUNDING)}")
+        lengths, previous = [], sequence_length
+        for mass in masses:
+            value = min(max(_ROUNDING[rounding](float(mass)), 1), sequence_length, previous)
+            lengths.append(value)
+            previous = value
+        return cls(tuple(lengths), sequence_length)
+
+    def to_dict(self):
+        return {"lengths": list(self.lengths), "sequence_length": self.sequence_length,
+                "flop_ratio": round(self.flop_ratio, 4)}
+
+    @classmethod
+    def from_dict(cls, data):
+        try:
+            return cls(tuple(data["lengths"]), data["sequence_length"])
+        except (KeyError, TypeError) as err:
+            raise RetentionError(
+                f"a retention configuration needs 'lengths' (list of ints) and 'sequence_length' "
+                f"(int); got {data!r}") from err
+
+    def save(self, path):
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+
+def mass_penalty(masses, lam):
+    """The search regularizer `lam * sum_j j * mass(r_j)`, layers numbered from 1.
+
+    Works on Python floats or scalar tensors (the training loop passes tensors).
+    """
+    return lam * sum(j * mass for j, mass in enumerate(masses, start=1))
