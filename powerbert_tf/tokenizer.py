@@ -35,9 +35,8 @@ class BertTokenizer(tf.Module):
             raise ValueError(f"vocabulary lacks the special tokens {missing}")
         self.pad_id, self.unk_id = index["[PAD]"], index["[UNK]"]
         self.cls_id, self.sep_id = index["[CLS]"], index["[SEP]"]
-        self._wordpiece = tf_text.FastBertTokenizer(
-            self.vocab, token_out_type=tf.int32, unknown_token="[UNK]",
-            lower_case_nfd_strip_accents=lower_case)
+        self._wordpiece = tf_text.FastBertTokenizer(self.vocab, token_out_type=tf.int32,
+                                                    unknown_token="[UNK]")
 
     @classmethod
     def from_vocab_file(cls, path, lower_case=True):
@@ -55,6 +54,9 @@ class BertTokenizer(tf.Module):
 
     def wordpiece_ids(self, texts):
         """string (B,) -> ragged int32 (B, None) WordPiece ids, no special tokens."""
+        texts = clean_text(texts)
+        if self.lower_case:
+            texts = lower_strip_accents(texts)
         return self._wordpiece.tokenize(texts)
 
     def __call__(self, texts, pair_texts=None, *, max_length):
@@ -78,6 +80,24 @@ class BertTokenizer(tf.Module):
         token_type_ids, _ = tf_text.pad_model_inputs(types, max_seq_length=max_length)
         return {"input_ids": tf.cast(input_ids, tf.int32), "attention_mask": tf.cast(mask, tf.int32),
                 "token_type_ids": tf.cast(token_type_ids, tf.int32)}
+
+
+def clean_text(texts):
+    """BERT's text cleanup: tabs/newlines become spaces, control and format characters
+    (e.g. soft hyphen, zero-width space) and U+FFFD are dropped, joining the text around them."""
+    texts = tf.strings.regex_replace(texts, r"[\t\n\r]", " ")
+    return tf.strings.regex_replace(texts, r"[\p{Cc}\p{Cf}\x{FFFD}]", "")
+
+
+def lower_strip_accents(texts):
+    """BERT's uncased normalization: lower-case, NFD, drop combining marks.
+
+    Not tensorflow-text's `lower_case_nfd_strip_accents`, which case-*folds* ("straße" -> "strasse",
+    micro sign -> Greek mu) where BERT's Python tokenizer lower-cases and keeps both; the golden
+    tokenizer test pins this.
+    """
+    texts = tf_text.normalize_utf8(tf.strings.lower(texts, encoding="utf-8"), "NFD")
+    return tf.strings.regex_replace(texts, r"\p{Mn}", "")
 
 
 def longest_first_lengths(len_a, len_b, budget):

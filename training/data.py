@@ -217,10 +217,9 @@ def _read_file(task: TaskSpec, split: str, path: pathlib.Path) -> Examples:
 
 
 def _rows(path: pathlib.Path, file_format: str) -> Iterator[Tuple[int, List[str]]]:
-    """Yield `(line number, fields)` for each non-blank row of `path`.
+    """An iterator of `(line number, fields)` over the non-blank rows of `path`.
 
-    Checks existence eagerly (not at the first `next`), so a missing file is reported even if
-    the caller never iterates.
+    Not a generator itself, so a missing file is reported here, not at the first `next`.
     """
     if not path.is_file():
         raise MissingDataError("file does not exist" + _layout_hint(path), path)

@@ -250,9 +250,9 @@ def user_task(
     """A `TaskSpec` for the user's own TSV/CSV files (each with a header row).
 
     Args:
-        name: Name for the task (used in logs and tfds-free code paths only).
-        train, dev, test: Paths of the split files; give at least one. Without `dev`, no dev
-            split exists (hold out part of train yourself if needed).
+        name: Name of the task, used in messages.
+        train, dev, test: Paths of the split files; give at least one. Without a dev file,
+            pass `dev_holdout=(fraction, seed)` to hold out part of train as dev.
         text_column, label_column, pair_column: Header names of the text, label and optional
             second-text columns.
         label_values: The label strings in the order of their ids. When None (classification),
@@ -263,9 +263,9 @@ def user_task(
         score_range: Inclusive bounds a score must lie in (regression only).
         test_labelled: Whether the test file has the label column.
         file_format: "tsv" or "csv"; by default taken from the file extension.
-        **settings: Any other `TaskSpec` field (max_length, lr_bert, lr_soft_extract, lambda_,
-            batch_size, metrics, primary_metric); the defaults are SST-2's Table 1 row with
-            N = 128 and batch 32.
+        **settings: Any other `TaskSpec` field (dev_holdout, max_length, lr_bert,
+            lr_soft_extract, lambda_, batch_size, metrics, primary_metric); the defaults are
+            SST-2's Table 1 row with N = 128 and batch 32.
 
     Raises:
         ValueError: inconsistent arguments. `training.data.DataError` when the labels have to
@@ -286,7 +286,7 @@ def user_task(
         source = paths.get("train") or next(iter(paths.values()))
         label_values = distinct_labels(source, label_column, file_format)
     label_values = tuple(label_values or ())
-    labelled = tuple(s for s in paths if s != "test" or test_labelled)
+    labelled = ("train", "dev", "test") if test_labelled else ("train", "dev")
     return TaskSpec(
         name=name, directory="", files=tuple(paths.items()), file_format=file_format,
         text_column=text_column, label_column=label_column, pair_column=pair_column,

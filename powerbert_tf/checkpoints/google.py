@@ -36,7 +36,7 @@ def read_google_checkpoint(path, names):
         available = reader.get_variable_to_shape_map()
         return {name: np.asarray(reader.get_tensor(name), dtype=np.float32)
                 for name in names if name in available}
-    except (tf.errors.OpError, ValueError) as err:
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as err:
         raise CheckpointError(f"{prefix} is not a readable TF checkpoint: {err.__class__.__name__}: "
                               f"{getattr(err, 'message', err)}") from err
 

@@ -70,3 +70,13 @@ def assign_weights(encoder, tensors, source):
                 f"{tuple(variable.shape)} (does the config match the checkpoint?)")
     for name, variable in targets.items():
         variable.assign(tensors[name])
+
+
+def copy_encoder_weights(source, target):
+    """Copy every pretrained weight of one `PowerBertEncoder` into another of the same size.
+
+    The elimination mode may differ: this is how fine-tuned weights enter the configuration search
+    and searched weights enter re-training. Retention weights are not copied.
+    """
+    assign_weights(target, {name: v.numpy() for name, v in google_variable_map(source).items()},
+                   source=f"encoder {source.name!r}")

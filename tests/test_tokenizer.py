@@ -1,0 +1,67 @@
+"""The tensorflow-text tokenizer against Hugging Face's (Python) `BertTokenizer` on real data."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import powerbert_tf as pb
+from powerbert_tf.tokenizer import longest_first_lengths
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "tokenizer_hf_ids.npz")
+OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# (golden prefix, first texts, second texts, max_length)
+CASES = [("sst2", "sst2_texts", None, 64), ("mrpc", "mrpc_a", "mrpc_b", 128),
+         ("mrpc40", "mrpc_a", "mrpc_b", 40), ("extra", "extra_texts", None, 32),
+         ("extrapair", "extrapair_a", "extrapair_b", 16)]
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return np.load(GOLDEN)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return pb.load_tokenizer("minilm-l6")
+
+
+@pytest.mark.parametrize("prefix, first, second, max_length", CASES)
+def test_ids_equal_hugging_face(golden, tokenizer, prefix, first, second, max_length):
+    out = tokenizer(list(golden[first]), list(golden[second]) if second else None, max_length=max_length)
+    for name in OUTPUTS:
+        assert out[name].dtype == tf.int32
+        np.testing.assert_array_equal(out[name].numpy(), golden[f"{prefix}_{name}"], err_msg=name)
+
+
+def test_works_inside_tf_data(golden, tokenizer):
+    texts = golden["sst2_texts"][:16]
+    ds = tf.data.Dataset.from_tensor_slices(texts).batch(8).map(lambda t: tokenizer(t, max_length=64))
+    ids = np.concatenate([b["input_ids"].numpy() for b in ds])
+    np.testing.assert_array_equal(ids, golden["sst2_input_ids"][:16])
+
+
+def test_survives_saved_model_round_trip(golden, tokenizer, tmp_path):
+    module = tf.Module()
+    module.tokenizer = tokenizer
+    module.encode = tf.function(lambda a, b: tokenizer(a, b, max_length=40),
+                                input_signature=[tf.TensorSpec([None], tf.string)] * 2)
+    tf.saved_model.save(module, str(tmp_path))
+    loaded = tf.saved_model.load(str(tmp_path))
+    out = loaded.encode(tf.constant(golden["mrpc_a"][:8]), tf.constant(golden["mrpc_b"][:8]))
+    np.testing.assert_array_equal(out["input_ids"].numpy(), golden["mrpc40_input_ids"][:8])
+
+
+def test_longest_first_lengths_by_hand():
+    # (10, 4) into 6: trim a to 4, tie -> trim b to 3, then a to 3.  (5, 5) into 7 -> (4, 3).
+    a, b = longest_first_lengths([10, 5, 3, 2], [4, 5, 10, 2], [6, 7, 7, 9])
+    np.testing.assert_array_equal(a.numpy(), [3, 4, 3, 2])
+    np.testing.assert_array_equal(b.numpy(), [3, 3, 4, 2])
+
+
+def test_bad_arguments(tokenizer):
+    with pytest.raises(ValueError, match="max_length must be >= 3"):
+        tokenizer(["a"], ["b"], max_length=2)
+    with pytest.raises(TypeError, match="must be strings"):
+        tokenizer([1, 2], max_length=8)
