@@ -1,0 +1,106 @@
+"""`powerbert` command line: `powerbert train ...` runs the PoWER-BERT pipeline."""
+
+import argparse
+import sys
+
+from training.config import PRESETS, STEPS, resolve_config
+from training.tasks import task_names
+
+_OVERRIDES = [
+    # (flag, config field, type, help)
+    ("--max-length", "max_length", int, "input length N (default: the task's, e.g. 64 for SST-2)"),
+    ("--batch-size", "batch_size", int, "training batch size (default: Table 1 of the paper)"),
+    ("--epochs", "epochs", int, "epochs of each step (paper: 3; quick: 1)"),
+    ("--search-epochs", "search_epochs", int, "epochs of the configuration search (default: --epochs)"),
+    ("--retrain-epochs", "retrain_epochs", int, "epochs of re-training (default: --epochs)"),
+    ("--lr-bert", "lr_bert", float, "peak learning rate of the BERT weights (LR_BERT)"),
+    ("--lr-soft-extract", "lr_soft_extract", float, "peak learning rate of the retention weights"),
+    ("--lambda", "lambda_", float, "weight of the mass regularizer lambda * sum_j j * mass(r_j)"),
+    ("--warmup-fraction", "warmup_fraction", float, "fraction of steps of linear warm-up (0.1)"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay of the BERT weights (0.01)"),
+    ("--dropout", "dropout", float, "dropout of the classifier head (0.1)"),
+    ("--train-subset", "train_subset", int, "train on this many (seeded random) training examples"),
+    ("--search-subset", "search_subset", int, "examples for the search (default: --train-subset)"),
+    ("--retrain-subset", "retrain_subset", int, "examples for re-training (default: --train-subset)"),
+    ("--dev-subset", "dev_subset", int, "evaluate on the first this many dev examples"),
+    ("--rounding", "rounding", str, "mass -> l_j rounding: ceil (paper, default), floor (reference code), round"),
+    ("--seed", "seed", int, "seed of subsets and shuffling (0)"),
+    ("--checkpoint-every", "checkpoint_every", int, "steps between dev evaluations / checkpoints (200)"),
+]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="powerbert", description="PoWER-BERT for TensorFlow / Keras.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train", help="fine-tune, search a retention configuration, re-train (resumable)",
+        description="Run the three PoWER-BERT steps into a run directory. Re-running the same "
+                    "command resumes: completed steps are skipped and an interrupted step continues "
+                    "from its last checkpoint. Defaults come from the task's row of Table 1 of the "
+                    "paper, then the preset, then these flags.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--task", required=True, help=f"one of {', '.join(task_names())}")
+    train.add_argument("--init", default="minilm-l6",
+                       help="pretrained encoder: preset name, Hugging Face or Google BERT directory")
+    train.add_argument("--out", required=True, help="run directory (created; reused to resume)")
+    train.add_argument("--data-dir", default=None,
+                       help="directory holding glue/ and imdb/ (default: $POWERBERT_DATA_DIR)")
+    train.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                       help="paper: Table 1, 3 epochs, full data; quick: subsets, 1 epoch (~10 min for SST-2)")
+    train.add_argument("--step", default="all", choices=("all",) + STEPS, help="run all steps or one")
+    train.add_argument("--retention", default=None,
+                       help="comma-separated l_1..l_L to re-train with instead of the searched one")
+    train.add_argument("--no-bucket", action="store_true",
+                       help="fine-tune at fixed length N instead of length-bucketed batches")
+    train.add_argument("--strategy", default="default", choices=("default", "mirrored"),
+                       help="tf.distribute strategy of the search loop (mirrored: all local devices)")
+    train.add_argument("--quiet", action="store_true", help="one line per chunk instead of progress bars")
+    for flag, _, kind, text in _OVERRIDES:
+        train.add_argument(flag, type=kind, default=None, help=text)
+    return parser
+
+
+def _config_from_args(args):
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in _OVERRIDES}
+    if args.no_bucket:
+        overrides["bucket_finetune"] = False
+    if args.retention:
+        try:
+            overrides["retention"] = tuple(int(v) for v in args.retention.split(","))
+        except ValueError:
+            raise ValueError(f"--retention must be comma-separated integers, got {args.retention!r}")
+    return resolve_config(args.task, args.preset, init=args.init, **overrides)
+
+
+def train_command(args):
+    import tensorflow as tf
+
+    from training.pipeline import Pipeline, format_summary
+
+    strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" else None
+    pipeline = Pipeline(_config_from_args(args), args.out, data_dir=args.data_dir, strategy=strategy,
+                        verbose=2 if args.quiet else 1)
+    summary = pipeline.run(STEPS if args.step == "all" else (args.step,))
+    print(format_summary(summary))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from powerbert_tf import CheckpointError, RetentionError
+    from training.data import DataError
+    from training.pipeline import RunConfigMismatch
+
+    try:
+        if args.command == "train":
+            train_command(args)
+    except (DataError, RetentionError, CheckpointError, RunConfigMismatch, FileNotFoundError) as err:
+        print(f"powerbert: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # unknown task / preset / bad flag values
+        print(f"powerbert: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

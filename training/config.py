@@ -1,0 +1,97 @@
+"""`TrainConfig`: every setting of a pipeline run, from the task's Table-1 row, a preset and the CLI.
+
+One source of truth: the task spec gives the paper's hyper-parameters, a preset (data, below)
+overrides some of them, and command-line flags override both. The resolved config is written to
+the run directory as `config.json`; a resumed run must use the same config.
+"""
+
+import dataclasses
+import json
+from typing import Optional
+
+from training.tasks import get_task
+
+STEPS = ("finetune", "search", "retrain")
+
+# Presets are data: field overrides applied on top of the task's defaults.
+PRESETS = {
+    # The paper's setup (supplementary Table 1): full training set, 3 epochs per step.
+    "paper": {"epochs": 3},
+    # Finishes the SST-2 pipeline with MiniLM in about 10 minutes on 2 CPU cores.
+    "quick": {"epochs": 1, "train_subset": 4000, "search_subset": 2000, "retrain_subset": 3000,
+              "dev_subset": 872, "batch_size": 32},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Resolved settings of one pipeline run (see `powerbert train --help` for each field)."""
+
+    task: str
+    init: str = "minilm-l6"
+    preset: str = "paper"
+    max_length: int = 128
+    batch_size: int = 32
+    epochs: int = 3
+    search_epochs: Optional[int] = None
+    retrain_epochs: Optional[int] = None
+    lr_bert: float = 3e-5
+    lr_soft_extract: float = 5e-4
+    lambda_: float = 2e-4
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    train_subset: Optional[int] = None
+    search_subset: Optional[int] = None
+    retrain_subset: Optional[int] = None
+    dev_subset: Optional[int] = None
+    bucket_finetune: bool = True
+    rounding: str = "ceil"
+    retention: Optional[tuple] = None
+    seed: int = 0
+    checkpoint_every: int = 200
+
+    def __post_init__(self):
+        if self.retention is not None:
+            from powerbert_tf.retention import RetentionConfig
+
+            object.__setattr__(self, "retention", list(
+                RetentionConfig(tuple(self.retention), self.max_length).lengths))
+
+    def epochs_for(self, step):
+        explicit = {"search": self.search_epochs, "retrain": self.retrain_epochs}.get(step)
+        return explicit or self.epochs
+
+    def subset_for(self, step):
+        """Training examples used by a step (None: the whole training set)."""
+        specific = {"search": self.search_subset, "retrain": self.retrain_subset}.get(step)
+        return specific or self.train_subset
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def save(self, path):
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls(**json.load(f))
+
+
+def resolve_config(task, preset="paper", **overrides):
+    """Task defaults, then `PRESETS[preset]`, then the non-None `overrides`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    spec = get_task(task)
+    values = {"task": spec.name, "preset": preset, "max_length": spec.max_length,
+              "batch_size": spec.batch_size, "lr_bert": spec.lr_bert,
+              "lr_soft_extract": spec.lr_soft_extract, "lambda_": spec.lambda_}
+    values.update(PRESETS[preset])
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)

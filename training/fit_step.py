@@ -1,0 +1,99 @@
+"""`model.fit` in checkpointed chunks: best-dev checkpoint, TensorBoard, resume after a kill.
+
+A step of T optimizer steps runs as `fit` "epochs" of K steps each. After each chunk the dev set
+is evaluated, the best model is kept (`best.keras`), and the model with its optimizer state is
+saved (`checkpoint.keras`) with the number of steps done. A re-run loads that checkpoint and
+skips the batches already trained on, so an interrupted step continues where it stopped.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from training.metrics import compute_metrics
+from training.run_state import read_json, save_model_atomically, write_json
+
+
+def chunking(total_steps, target_chunk):
+    """(chunks, steps per chunk) with chunks * steps >= total_steps and at most chunks-1 extra."""
+    chunks = max(1, math.ceil(total_steps / max(target_chunk, 1)))
+    return chunks, math.ceil(total_steps / chunks)
+
+
+def predict_logits(model, dev_ds):
+    logits, labels = [], []
+    for features, y in dev_ds:
+        logits.append(model(features, training=False).numpy())
+        labels.append(y.numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def evaluate(model, dev_ds, task):
+    logits, labels = predict_logits(model, dev_ds)
+    return compute_metrics(task, labels, logits)
+
+
+class _ChunkEnd(keras.callbacks.Callback):
+    """After each chunk: dev metrics, best model, resumable checkpoint (in that order)."""
+
+    def __init__(self, step_dir, dev_ds, task, steps_per_chunk, progress, writer):
+        super().__init__()
+        self.step_dir, self.dev_ds, self.task = step_dir, dev_ds, task
+        self.steps_per_chunk, self.progress, self.writer = steps_per_chunk, progress, writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        metrics = evaluate(self.model, self.dev_ds, self.task)
+        steps_done = (epoch + 1) * self.steps_per_chunk
+        entry = {"step": steps_done, "loss": float((logs or {}).get("loss", float("nan"))),
+                 "dev": metrics, "time": time.time()}
+        self.progress["history"].append(entry)
+        with self.writer.as_default():
+            for name, value in metrics.items():
+                tf.summary.scalar(f"dev/{name}", value, step=steps_done)
+        if self.progress["best"] is None or metrics["primary"] > self.progress["best"]["dev"]["primary"]:
+            save_model_atomically(self.model, os.path.join(self.step_dir, "best.keras"))
+            self.progress["best"] = entry
+        self.progress["steps_done"] = steps_done
+        save_model_atomically(self.model, os.path.join(self.step_dir, "checkpoint.keras"))
+        write_json(os.path.join(self.step_dir, "progress.json"), self.progress)
+        print(f"  step {steps_done}: dev {self.task.primary_metric} = {metrics['primary']:.4f} "
+              f"(best {self.progress['best']['dev']['primary']:.4f})", flush=True)
+
+
+def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_dir, log_dir,
+                     checkpoint_every, verbose=1):
+    """Train with `model.fit` for `total_steps`, resuming from `step_dir` if a checkpoint is there.
+
+    Args:
+        build_model: total_steps -> compiled model (its LR schedule spans the steps actually run,
+            rounded up to whole chunks), used when there is nothing to resume.
+        make_stream: skip -> `tf.data.Dataset` of training batches with the first `skip` batches
+            removed (deterministic order).
+    Returns:
+        the progress dict (`best` entry with dev metrics, `history`).
+    """
+    import tensorflow as tf
+
+    os.makedirs(step_dir, exist_ok=True)
+    chunks, per_chunk = chunking(total_steps, checkpoint_every)
+    progress = read_json(os.path.join(step_dir, "progress.json"))
+    checkpoint = os.path.join(step_dir, "checkpoint.keras")
+    if progress and os.path.exists(checkpoint):
+        model = keras.saving.load_model(checkpoint)
+        print(f"  resuming from step {progress['steps_done']} of {chunks * per_chunk}", flush=True)
+    else:
+        model = build_model(chunks * per_chunk)
+        progress = {"steps_done": 0, "best": None, "history": [], "total_steps": chunks * per_chunk}
+    done_chunks = progress["steps_done"] // per_chunk
+    if done_chunks < chunks:
+        writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+        model.fit(make_stream(progress["steps_done"]).repeat(), initial_epoch=done_chunks, epochs=chunks,
+                  steps_per_epoch=per_chunk, verbose=verbose,
+                  callbacks=[_ChunkEnd(step_dir, dev_ds, task, per_chunk, progress, writer),
+                             keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=50)])
+    return progress

@@ -1,0 +1,215 @@
+"""The three PoWER-BERT steps as one resumable run in a run directory.
+
+Layout of `<out>/`: `config.json`; `finetune/`, `search/`, `retrain/` (each with its model
+`.keras`, `metrics.json`, resumable checkpoint and `done.json` once complete); `retention.json`,
+`retention.png`, `summary.json`; `logs/` for TensorBoard.
+"""
+
+import os
+import shutil
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from powerbert_tf import PowerBertClassifier, RetentionConfig, load_tokenizer
+from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
+from powerbert_tf.loading import build_encoder, resolve_checkpoint
+from powerbert_tf.bert_config import BertConfig
+from training.config import STEPS, TrainConfig
+from training.data import read_split
+from training.fit_step import checkpointed_fit, evaluate
+from training.input_pipeline import count_batches, epoch_stream, make_dataset
+from training.plots import plot_retention
+from training.run_state import mark_done, read_json, step_done, write_json
+from training.schedules import WarmupLinearDecay
+from training.search import ConfigurationSearch, run_search
+from training.tasks import get_task
+
+
+class RunConfigMismatch(ValueError):
+    """The run directory was started with different settings."""
+
+
+class Pipeline:
+    """Fine-tune, configuration search and re-train for one `TrainConfig` in `out_dir`."""
+
+    def __init__(self, config: TrainConfig, out_dir, data_dir=None, strategy=None, verbose=1):
+        self.config, self.out_dir, self.verbose = config, out_dir, verbose
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.task = get_task(config.task)
+        # Everything that can be wrong with the input is checked here, before any training.
+        self.train = read_split(self.task, "train", data_dir)
+        self.dev = read_split(self.task, "dev", data_dir)
+        source = resolve_checkpoint(config.init)
+        bert = BertConfig.from_json_file(source.config_path)
+        if config.max_length > bert.max_position_embeddings:
+            raise ValueError(f"max_length={config.max_length} exceeds the {config.init} encoder's "
+                             f"max_position_embeddings={bert.max_position_embeddings}")
+        self.encoder_layers = bert.num_hidden_layers
+        if config.retention is not None:
+            RetentionConfig(tuple(config.retention), config.max_length).check_num_layers(bert.num_hidden_layers)
+        self.tokenizer = load_tokenizer(config.init)
+        self._check_run_dir()
+
+    # === Run directory ===
+    def path(self, *parts):
+        return os.path.join(self.out_dir, *parts)
+
+    def _check_run_dir(self):
+        os.makedirs(self.out_dir, exist_ok=True)
+        saved = read_json(self.path("config.json"))
+        if saved is not None and saved != self.config.to_dict():
+            changed = sorted(k for k in set(saved) | set(self.config.to_dict())
+                             if saved.get(k) != self.config.to_dict().get(k))
+            raise RunConfigMismatch(
+                f"{self.out_dir} was started with different settings ({', '.join(changed)}); "
+                f"re-run with the same options to resume, or choose another --out")
+        write_json(self.path("config.json"), self.config.to_dict())
+
+    # === Data ===
+    def _loss(self, reduction="sum_over_batch_size"):
+        if self.task.is_regression:
+            return keras.losses.MeanSquaredError(reduction=reduction)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+
+    def _dataset(self, examples, *, epoch=0, subset=None, bucket=False, shuffle=True, drop_remainder=False,
+                 batch_size=None):
+        c = self.config
+        return make_dataset(examples, self.tokenizer, c.max_length, batch_size or c.batch_size,
+                            is_regression=self.task.is_regression, shuffle=shuffle, seed=c.seed + epoch,
+                            subset=subset, subset_seed=c.seed, bucket=bucket, drop_remainder=drop_remainder)
+
+    def dev_dataset(self):
+        return self._dataset(self.dev, subset=self.config.dev_subset, shuffle=False, batch_size=64)
+
+    def _train_plan(self, step, bucket, drop_remainder):
+        """(make_stream(skip), batches per epoch x epochs) for a step."""
+        subset = self.config.subset_for(step)
+        epochs = self.config.epochs_for(step)
+        make_epoch = lambda e: self._dataset(self.train, epoch=e, subset=subset, bucket=bucket,
+                                             drop_remainder=drop_remainder)
+        if bucket:  # partial batches per bucket: count them once
+            per_epoch = int(make_epoch(0).reduce(0, lambda n, _: n + 1))
+        else:
+            n = min(subset or len(self.train.text), len(self.train.text))
+            per_epoch = count_batches(n, self.config.batch_size, drop_remainder)
+        return (lambda skip: epoch_stream(make_epoch, epochs, skip)), per_epoch * epochs
+
+    # === Steps ===
+    def run(self, steps=STEPS):
+        for step in steps:
+            if step_done(self.path(step)):
+                print(f"[{step}] already complete, skipping", flush=True)
+                continue
+            print(f"[{step}] starting", flush=True)
+            started = time.time()
+            info = getattr(self, f"_{step}")()
+            info["wall_seconds"] = round(time.time() - started, 1)
+            mark_done(self.path(step), info)
+        return self.write_summary()
+
+    def _compile(self, model, total_steps):
+        c = self.config
+        model.compile(optimizer=keras.optimizers.AdamW(WarmupLinearDecay(c.lr_bert, total_steps, c.warmup_fraction),
+                                                        weight_decay=c.weight_decay),
+                      loss=self._loss())
+        return model
+
+    def _fit(self, step, build_model, bucket):
+        make_stream, total = self._train_plan(step, bucket=bucket, drop_remainder=False)
+        progress = checkpointed_fit(
+            lambda steps: self._compile(build_model(), steps), make_stream, total, self.dev_dataset(),
+            self.task, self.path(step), self.path("logs", step), self.config.checkpoint_every, self.verbose)
+        shutil.copy(self.path(step, "best.keras"), self.path(step, "model.keras"))
+        write_json(self.path(step, "metrics.json"), progress["best"]["dev"])
+        return {"dev": progress["best"]["dev"], "steps": progress["steps_done"],
+                "best_step": progress["best"]["step"]}
+
+    def _finetune(self):
+        c = self.config
+        return self._fit("finetune", lambda: PowerBertClassifier.from_pretrained(
+            c.init, num_classes=self.task.num_labels, dropout=c.dropout), bucket=c.bucket_finetune)
+
+    def _classifier_like(self, source, **mode):
+        encoder = build_encoder(source.encoder.bert_config, **mode)
+        copy_encoder_weights(source.encoder, encoder)
+        model = PowerBertClassifier(encoder, num_classes=self.task.num_labels, dropout=self.config.dropout)
+        model.build()
+        model.head.set_weights(source.head.get_weights())
+        return model
+
+    def _search(self):
+        c = self.config
+        finetuned = keras.saving.load_model(self.path("finetune", "model.keras"))
+        make_stream, total = self._train_plan("search", bucket=False, drop_remainder=True)
+        with self.strategy.scope():
+            model = self._classifier_like(finetuned, elimination="soft", sequence_length=c.max_length)
+            search = ConfigurationSearch(
+                model, self._loss(reduction="none"), lam=c.lambda_, lr_bert=c.lr_bert,
+                lr_soft=c.lr_soft_extract, total_steps=total, global_batch=c.batch_size,
+                warmup_fraction=c.warmup_fraction, weight_decay=c.weight_decay, strategy=self.strategy)
+        dev = self.dev_dataset()
+        progress = run_search(search, make_stream, total, self.path("search"), self.path("logs", "search"),
+                              c.checkpoint_every, evaluate_dev=lambda: evaluate(model, dev, self.task),
+                              verbose=self.verbose)
+        masses = search.masses()
+        retention = RetentionConfig.from_masses(masses, c.max_length, rounding=c.rounding)
+        model.save(self.path("search", "model.keras"))
+        retention.save(self.path("retention.json"))
+        write_json(self.path("search", "masses.json"), masses)
+        plot_retention(retention, self.path("retention.png"), masses=masses,
+                       title=f"{self.task.name}: kept word vectors per layer "
+                             f"(FLOP ratio {retention.flop_ratio:.2f}x)")
+        dev_metrics = progress["history"][-1].get("dev") if progress["history"] else None
+        return {"retention": retention.to_dict(), "masses": masses, "steps": progress["steps_done"],
+                "dev_soft": dev_metrics}
+
+    def _retrain(self):
+        c = self.config
+        if c.retention is not None:  # a configuration given on the command line wins
+            retention = RetentionConfig(tuple(c.retention), c.max_length)
+            retention.save(self.path("retention.json"))
+        else:
+            retention = RetentionConfig.load(self.path("retention.json"))
+        retention.check_num_layers(self.encoder_layers)
+        source = self.path("search", "model.keras")
+        if not os.path.exists(source):  # re-training without a search starts from the fine-tuned model
+            source = self.path("finetune", "model.keras")
+        searched = keras.saving.load_model(source)
+        return self._fit("retrain", lambda: self._classifier_like(
+            searched, elimination="hard", retention=retention), bucket=False)
+
+    # === Summary ===
+    def write_summary(self):
+        done = {step: read_json(self.path(step, "done.json")) for step in STEPS}
+        retention = read_json(self.path("retention.json"))
+        summary = {
+            "task": self.task.name, "metric": self.task.primary_metric, "init": self.config.init,
+            "preset": self.config.preset, "max_length": self.config.max_length,
+            "baseline": done["finetune"]["dev"] if done["finetune"] else None,
+            "power_bert": done["retrain"]["dev"] if done["retrain"] else None,
+            "retention": retention["lengths"] if retention else None,
+            "flop_ratio": retention["flop_ratio"] if retention else None,
+            "wall_seconds": {s: d["wall_seconds"] for s, d in done.items() if d},
+            "train_examples": {s: min(self.config.subset_for(s) or len(self.train.text), len(self.train.text))
+                               for s in STEPS},
+            "dev_examples": min(self.config.dev_subset or len(self.dev.text), len(self.dev.text)),
+            "command": " ".join(sys.argv),
+        }
+        write_json(self.path("summary.json"), summary)
+        return summary
+
+
+def format_summary(summary):
+    """The short table the CLI prints at the end."""
+    metric = summary["metric"]
+    base, power = summary["baseline"], summary["power_bert"]
+    rows = [("task", summary["task"]),
+            (f"baseline dev {metric}", f"{base['primary']:.4f}" if base else "-"),
+            (f"PoWER-BERT dev {metric}", f"{power['primary']:.4f}" if power else "-"),
+            ("retention (l_1..l_L)", ",".join(map(str, summary["retention"])) if summary["retention"] else "-"),
+            ("FLOP ratio L*N/sum(l_j)", f"{summary['flop_ratio']:.2f}x" if summary["flop_ratio"] else "-")]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
