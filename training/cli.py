@@ -86,17 +86,12 @@ def train_command(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from powerbert_tf import CheckpointError, RetentionError
-    from training.data import DataError
-    from training.pipeline import RunConfigMismatch
-
     try:
         if args.command == "train":
             train_command(args)
-    except (DataError, RetentionError, CheckpointError, RunConfigMismatch, FileNotFoundError) as err:
-        print(f"powerbert: error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # unknown task / preset / bad flag values
+    # DataError, RetentionError, CheckpointError, RunConfigMismatch and unknown tasks are all
+    # ValueErrors raised before training starts.
+    except (ValueError, FileNotFoundError) as err:
         print(f"powerbert: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Optional
 
-from training.tasks import get_task
+from training.tasks import TaskSpec, get_task
 
 STEPS = ("finetune", "search", "retrain")
 
@@ -81,10 +81,10 @@ class TrainConfig:
 
 
 def resolve_config(task, preset="paper", **overrides):
-    """Task defaults, then `PRESETS[preset]`, then the non-None `overrides`."""
+    """`task` (name or `TaskSpec`) defaults, then `PRESETS[preset]`, then the non-None `overrides`."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    spec = get_task(task)
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
     values = {"task": spec.name, "preset": preset, "max_length": spec.max_length,
               "batch_size": spec.batch_size, "lr_bert": spec.lr_bert,
               "lr_soft_extract": spec.lr_soft_extract, "lambda_": spec.lambda_}

@@ -93,7 +93,7 @@ def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_d
     if done_chunks < chunks:
         writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
         model.fit(make_stream(progress["steps_done"]).repeat(), initial_epoch=done_chunks, epochs=chunks,
-                  steps_per_epoch=per_chunk, verbose=verbose,
+                  steps_per_epoch=per_chunk, verbose=verbose, shuffle=False,
                   callbacks=[_ChunkEnd(step_dir, dev_ds, task, per_chunk, progress, writer),
                              keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=50)])
     return progress

@@ -35,10 +35,11 @@ class RunConfigMismatch(ValueError):
 class Pipeline:
     """Fine-tune, configuration search and re-train for one `TrainConfig` in `out_dir`."""
 
-    def __init__(self, config: TrainConfig, out_dir, data_dir=None, strategy=None, verbose=1):
+    def __init__(self, config: TrainConfig, out_dir, data_dir=None, task=None, strategy=None, verbose=1):
+        """`task`: a `TaskSpec` for user data (`training.tasks.user_task`); default `config.task`."""
         self.config, self.out_dir, self.verbose = config, out_dir, verbose
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.task = get_task(config.task)
+        self.task = task or get_task(config.task)
         # Everything that can be wrong with the input is checked here, before any training.
         self.train = read_split(self.task, "train", data_dir)
         self.dev = read_split(self.task, "dev", data_dir)

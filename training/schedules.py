@@ -8,7 +8,10 @@ from powerbert_tf.serialization import register
 
 @register
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """`peak * step / warmup` for `step < warmup`, then linear decay to 0 at `total_steps`."""
+    """`peak * (step + 1) / warmup` during warm-up, then linear decay to 0 at `total_steps`.
+
+    `step + 1` so the first update (optimizer iteration 0) is not wasted at a rate of 0.
+    """
 
     def __init__(self, peak, total_steps, warmup_fraction=0.1):
         self.peak = float(peak)
@@ -18,7 +21,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warmup = max(self.warmup_fraction * self.total_steps, 1.0)
-        up = step / warmup
+        up = (step + 1.0) / warmup
         down = (self.total_steps - step) / max(self.total_steps - warmup, 1.0)
         return self.peak * tf.maximum(tf.minimum(up, down), 0.0)
 

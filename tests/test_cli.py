@@ -1,0 +1,59 @@
+"""`powerbert train`: help text and the clear errors for bad input, all before any training."""
+
+import os
+
+import pytest
+
+from training.cli import _OVERRIDES, main
+
+HEADER = "sentence\tlabel\n"
+
+
+def glue_dir(tmp_path, train_rows, dev_rows=("a fine film .\t1",)):
+    directory = tmp_path / "data" / "glue" / "SST-2"
+    directory.mkdir(parents=True)
+    (directory / "train.tsv").write_text(HEADER + "".join(r + "\n" for r in train_rows))
+    (directory / "dev.tsv").write_text(HEADER + "".join(r + "\n" for r in dev_rows))
+    return str(tmp_path / "data")
+
+
+def train(tmp_path, *extra):
+    task = [] if "--task" in extra else ["--task", "sst2"]
+    return main(["train", *task, "--out", str(tmp_path / "run"), *extra])
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in [f for f, *_ in _OVERRIDES] + ["--task", "--init", "--out", "--data-dir", "--preset",
+                                             "--step", "--retention", "--strategy"]:
+        assert flag in text
+
+
+@pytest.mark.parametrize("rows, extra, message", [
+    (["good\t1"], ["--task", "nope"], "unknown task 'nope'"),
+    (["good\t1", "no tab here"], [], "train.tsv:3: expected 2 fields"),
+    (["good\t1", "bad\t7"], [], "train.tsv:3: label '7'"),
+    (["good\t1"], ["--retention", "10,20,5,4,3,2"], "must not increase"),
+    (["good\t1"], ["--retention", "10,5"], "6 layers"),
+    (["good\t1"], ["--retention", "ten"], "comma-separated integers"),
+    (["good\t1"], ["--preset", "fast"], None),  # argparse refuses unknown choices itself
+])
+def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, capsys, rows, extra, message):
+    data = glue_dir(tmp_path, rows)
+    if message is None:
+        with pytest.raises(SystemExit) as exit_info:
+            train(tmp_path, "--data-dir", data, *extra)
+        assert exit_info.value.code == 2
+        return
+    assert train(tmp_path, "--data-dir", data, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("powerbert: error:") and message in err
+    assert not os.path.exists(tmp_path / "run" / "finetune")
+
+
+def test_missing_data_directory_is_named(tmp_path, capsys):
+    assert train(tmp_path, "--data-dir", str(tmp_path / "nowhere")) == 2
+    assert "nowhere" in capsys.readouterr().err
