@@ -28,3 +28,7 @@ test-all: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The main job: the quick SST-2 pipeline (fine-tune, search, re-train) on the MiniLM weights.
+demo: install
+	$(PY) -m training.cli train --task sst2 --init minilm-l6 --preset quick --out runs/demo-sst2
