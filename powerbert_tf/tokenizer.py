@@ -30,6 +30,9 @@ class BertTokenizer(tf.Module):
         self.vocab = list(vocab)
         self.lower_case = lower_case
         index = {token: i for i, token in enumerate(self.vocab)}
+        if len(index) != len(self.vocab):
+            repeated = sorted({t for i, t in enumerate(self.vocab) if index[t] != i})
+            raise ValueError(f"vocabulary has repeated tokens: {repeated[:10]}")
         missing = [t for t in SPECIAL_TOKENS if t not in index]
         if missing:
             raise ValueError(f"vocabulary lacks the special tokens {missing}")

@@ -65,3 +65,10 @@ def test_bad_arguments(tokenizer):
         tokenizer(["a"], ["b"], max_length=2)
     with pytest.raises(TypeError, match="must be strings"):
         tokenizer([1, 2], max_length=8)
+
+
+def test_bad_vocabularies():
+    with pytest.raises(ValueError, match=r"repeated tokens: \['x'\]"):
+        pb.BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "x", "y", "x"])
+    with pytest.raises(ValueError, match="lacks the special tokens"):
+        pb.BertTokenizer(["[PAD]", "[UNK]", "x"])

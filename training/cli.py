@@ -57,6 +57,20 @@ def build_parser():
     train.add_argument("--quiet", action="store_true", help="one line per chunk instead of progress bars")
     for flag, _, kind, text in _OVERRIDES:
         train.add_argument(flag, type=kind, default=None, help=text)
+
+    export = commands.add_parser(
+        "export", help="write a SavedModel version in TF Serving's layout",
+        description="Export a run's final model (re-trained, else fine-tuned) or a .keras file as "
+                    "<base>/<version>/ with the signatures serving_default (token ids) and "
+                    "classify_text (raw strings, tokenized in the graph). Existing versions are "
+                    "never overwritten.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("source", metavar="RUN_OR_MODEL", help="run directory or .keras file")
+    export.add_argument("--base", required=True, help="model base path, e.g. models/sst2")
+    export.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    export.add_argument("--task", default=None, help="task of a .keras file (labels, pair or single)")
+    export.add_argument("--init", default=None, help="pretrained model of a .keras file's vocabulary")
+    export.add_argument("--max-length", type=int, default=None, help="N of a .keras file (default: the task's)")
     return parser
 
 
@@ -84,11 +98,21 @@ def train_command(args):
     print(format_summary(summary))
 
 
+def export_command(args):
+    from serving.export import export_run
+
+    path = export_run(args.source, args.base, args.version, init=args.init, task=args.task,
+                      max_length=args.max_length)
+    print(f"exported {path}")
+
+
+_COMMANDS = {"train": train_command, "export": export_command}
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            train_command(args)
+        _COMMANDS[args.command](args)
     # DataError, RetentionError, CheckpointError, RunConfigMismatch and unknown tasks are all
     # ValueErrors raised before training starts.
     except (ValueError, FileNotFoundError) as err:

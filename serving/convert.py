@@ -1,0 +1,355 @@
+"""Convert an exported version's `serving_default` to TFLite, ONNX or TF-TRT; run any format alike.
+
+Input: a SavedModel version directory (`<base>/<version>/saved_model.pb`, as `serving.export`
+writes it). Only `serving_default` converts: `classify_text` tokenizes with tensorflow-text ops,
+which neither TFLite builtins, ONNX nor TensorRT have.
+
+- `convert_tflite`: TFLITE_BUILTINS only. A graph that would need Flex (TF Select) ops fails with a
+  `ConversionError` naming them: Python LiteRT interpreters cannot run Flex ops.
+- `convert_onnx`: tf2onnx, output names kept (`logits`, `probabilities`, `label`).
+- `convert_tftrt`: TrtGraphConverterV2 (`serving.tftrt`); needs a TensorRT-enabled TF build and a
+  GPU, so here it fails with a `ConversionError`.
+
+`load_runner(path)` returns a callable `runner(dict of int32 (B, N) arrays) -> dict of numpy
+outputs` for a `.tflite` file, an `.onnx` file or a SavedModel directory, so one benchmark or
+check code times or compares every format. `verify_conversion` gives the max abs difference of
+each output against the SavedModel.
+
+Default outputs sit beside the version directory as files (`<base>/<version>.tflite`,
+`<base>/<version>.onnx`), which TF Serving ignores; TF-TRT writes a new base `<base>-tftrt-fp16/<version>/`.
+"""
+
+import os
+import re
+
+import numpy as np
+
+SERVING_SIGNATURE = "serving_default"
+FORMATS = ("tflite", "onnx", "tftrt")
+_ORT_EXTENSIONS = {".tflite": "tflite", ".onnx": "onnx"}
+
+
+class ConversionError(ValueError):
+    """The model cannot be converted or run as asked; the message says why and what to do."""
+
+
+# === SavedModel checks (read saved_model.pb only: no TF graph is loaded) ===
+
+def read_signature(saved_model_dir, signature=SERVING_SIGNATURE):
+    """The `SignatureDef` proto of `signature`, after checking the directory is a SavedModel."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.fspath(saved_model_dir)
+    if not os.path.exists(path):
+        raise ConversionError(f"{path} does not exist")
+    if not os.path.isdir(path):
+        raise ConversionError(f"{path} is not a directory; pass a SavedModel version directory")
+    pb = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(pb):
+        versions = sorted(int(n) for n in os.listdir(path) if n.isdigit())
+        if versions:
+            raise ConversionError(f"{path} is a model base path, not a version; pass a version "
+                                  f"directory such as {os.path.join(path, str(versions[-1]))}")
+        raise ConversionError(f"{path} is not a SavedModel (no saved_model.pb)")
+    proto = saved_model_pb2.SavedModel()
+    try:
+        with open(pb, "rb") as f:
+            proto.ParseFromString(f.read())
+    except Exception as err:  # protobuf's DecodeError
+        raise ConversionError(f"{pb} is not a readable SavedModel: {err}") from None
+    signatures = {k: v for meta in proto.meta_graphs for k, v in meta.signature_def.items()
+                  if not k.startswith("__")}
+    if signature not in signatures:
+        raise ConversionError(f"{path} has no signature {signature!r}; it has {sorted(signatures)}")
+    sig = signatures[signature]
+    strings = [name for name, info in sig.inputs.items() if info.dtype == 7]  # DT_STRING
+    if strings:
+        raise ConversionError(
+            f"signature {signature!r} takes strings ({', '.join(sorted(strings))}) and tokenizes "
+            f"with tensorflow-text ops, which TFLite, ONNX and TensorRT lack; convert "
+            f"{SERVING_SIGNATURE!r} (token ids) instead")
+    return sig
+
+
+def signature_inputs(saved_model_dir, signature=SERVING_SIGNATURE):
+    """{input name: (numpy dtype, shape with None for unknown dims)} of `signature`."""
+    import tensorflow as tf
+
+    sig = read_signature(saved_model_dir, signature)
+    return {name: (tf.dtypes.as_dtype(info.dtype).as_numpy_dtype,
+                   tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim))
+            for name, info in sorted(sig.inputs.items())}
+
+
+def sample_inputs(saved_model_dir, batch_size=4, seed=0, signature=SERVING_SIGNATURE):
+    """Random int32 ids with padded rows for `signature` (for `verify_conversion`).
+
+    Ids stay below the vocabulary size (from the export's `assets/vocab.txt`, else 100); each
+    row has a random real length >= 2 with [CLS]-style id at position 0 and zeros after it.
+    """
+    inputs = signature_inputs(saved_model_dir, signature)
+    length = next(iter(inputs.values()))[1][-1] or 16
+    vocab = os.path.join(saved_model_dir, "assets", "vocab.txt")
+    vocab_size = sum(1 for _ in open(vocab, encoding="utf-8")) if os.path.isfile(vocab) else 100
+    rng = np.random.default_rng(seed)
+    mask = (np.arange(length)[None, :] < rng.integers(2, length + 1, size=(batch_size, 1)))
+    mask = mask.astype(np.int32)
+    values = {"input_ids": rng.integers(1, vocab_size, size=(batch_size, length)) * mask,
+              "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
+    missing = sorted(set(inputs) - set(values))
+    if missing:
+        raise ConversionError(f"cannot make sample values for inputs {missing}; pass inputs")
+    return {name: values[name].astype(dtype) for name, (dtype, _) in inputs.items()}
+
+
+def default_output(saved_model_dir, to, precision="FP16"):
+    """`<base>/<version>.tflite|.onnx`, or the new base `<base>-tftrt-<precision>/<version>`."""
+    version_dir = os.path.normpath(os.path.abspath(saved_model_dir))
+    base, version = os.path.split(version_dir)
+    if to == "tftrt":
+        return os.path.join(f"{base}-tftrt-{precision.lower()}", version)
+    return os.path.join(base, f"{version}.{to}")
+
+
+def _import_tf_text():
+    """Register tensorflow-text ops so a SavedModel with `classify_text` loads (if installed)."""
+    try:
+        import tensorflow_text  # noqa: F401
+    except ImportError:
+        pass
+
+
+# === Converters ===
+
+def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE):
+    """Write a float32 TFLite model of `signature` with builtin ops only; returns `out_path`."""
+    import tensorflow as tf
+
+    read_signature(saved_model_dir, signature)
+    _import_tf_text()
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(saved_model_dir),
+                                                         signature_keys=[signature])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as err:  # tf.lite's ConverterError; its message is pages of MLIR
+        raise ConversionError(_tflite_failure(err)) from None
+    _write(out_path, flatbuffer)
+    return out_path
+
+
+def _tflite_failure(err):
+    ops = {e.operator.name.removeprefix("tf.") for e in getattr(err, "errors", []) if e.operator.name}
+    for found in re.finditer(r"(?:TF Select|Custom) ops: ([^\n]+)", str(err)):
+        ops.update(op.strip() for op in found.group(1).split(","))
+    ops = sorted(ops)
+    if ops:
+        return (f"TFLite conversion needs ops outside TFLITE_BUILTINS: {', '.join(ops)}. Flex (TF "
+                f"Select) ops cannot run in the Python LiteRT interpreter; rewrite them with "
+                f"builtin-friendly ops (e.g. matmul instead of einsum, expand_dims instead of "
+                f"x[:, None] on dynamic shapes)")
+    lines = [line for line in str(err).splitlines() if "error" in line.lower()]
+    return f"TFLite conversion failed: {(lines or [str(err)])[0][:500]}"
+
+
+def convert_onnx(saved_model_dir, out_path, opset=17, signature=SERVING_SIGNATURE):
+    """Write an ONNX model of `signature` with tf2onnx, keeping input and output names."""
+    read_signature(saved_model_dir, signature)
+    _import_tf_text()
+    try:
+        from tf2onnx import convert, tf_loader
+    except ImportError:
+        raise ConversionError("ONNX conversion needs tf2onnx: pip install tf2onnx==1.17.0 onnx") from None
+    graph_def, inputs, outputs, tensors_to_rename = tf_loader.from_saved_model(
+        os.fspath(saved_model_dir), None, None, tag=["serve"], signatures=[signature],
+        return_tensors_to_rename=True)
+    try:
+        model, _ = convert.from_graph_def(graph_def, name=signature, input_names=inputs,
+                                          output_names=outputs, opset=opset,
+                                          tensors_to_rename=tensors_to_rename)
+    except Exception as err:
+        raise ConversionError(f"tf2onnx could not convert {signature!r}: {err}") from None
+    _write(out_path, model.SerializeToString())
+    return out_path
+
+
+def convert_tftrt(saved_model_dir, out_dir, precision="FP16", signature=SERVING_SIGNATURE, **kwargs):
+    """TF-TRT SavedModel (GPU, TensorRT-enabled TF only); see `serving.tftrt.convert_tftrt`."""
+    from serving import tftrt
+
+    return tftrt.convert_tftrt(saved_model_dir, out_dir, precision=precision, signature=signature,
+                               **kwargs)
+
+
+def convert(saved_model_dir, to, out=None, **kwargs):
+    """Convert to one of `FORMATS`; `out` defaults to `default_output`. Returns the output path."""
+    if to not in FORMATS:
+        raise ConversionError(f"unknown format {to!r}; choose one of {', '.join(FORMATS)}")
+    converter = {"tflite": convert_tflite, "onnx": convert_onnx, "tftrt": convert_tftrt}[to]
+    out = out or default_output(saved_model_dir, to, kwargs.get("precision", "FP16"))
+    return converter(saved_model_dir, out, **kwargs)
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+# === Runners ===
+
+class Runner:
+    """`runner(inputs) -> {output name: numpy array}` for one model file or directory.
+
+    Attributes:
+        format: "tflite", "onnx" or "saved_model".
+        input_names, output_names: sorted names.
+    """
+
+    def __init__(self, fmt, fn, input_names, output_names):
+        self.format, self._fn = fmt, fn
+        self.input_names, self.output_names = sorted(input_names), sorted(output_names)
+
+    def __call__(self, inputs):
+        missing = sorted(set(self.input_names) - set(inputs))
+        extra = sorted(set(inputs) - set(self.input_names))
+        if missing or extra:
+            raise ConversionError(f"{self.format} model inputs are {self.input_names}; missing "
+                                  f"{missing}, unexpected {extra}")
+        return self._fn({name: np.asarray(inputs[name], np.int32) for name in self.input_names})
+
+
+def load_runner(path, signature=SERVING_SIGNATURE, num_threads=None):
+    """A `Runner` for a `.tflite` or `.onnx` file or a SavedModel directory.
+
+    Args:
+        num_threads: intra-op threads for LiteRT and onnxruntime (None: the runtime's default);
+            onnxruntime also gets `session.intra_op.allow_spinning=0` so timings stay stable
+            when other processes share the cores.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return _saved_model_runner(path, signature)
+    if not os.path.isfile(path):
+        raise ConversionError(f"{path} does not exist")
+    fmt = _ORT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    if fmt is None:
+        raise ConversionError(f"{path}: expected a .tflite or .onnx file or a SavedModel directory")
+    return (_tflite_runner if fmt == "tflite" else _onnx_runner)(path, signature, num_threads)
+
+
+def _saved_model_runner(path, signature):
+    import tensorflow as tf
+
+    sig_def = read_signature(path, signature)
+    _import_tf_text()
+    fn = tf.saved_model.load(path).signatures[signature]
+    return Runner("saved_model", lambda x: {k: v.numpy() for k, v in fn(**x).items()},
+                  sig_def.inputs, sig_def.outputs)
+
+
+def _tflite_runner(path, signature, num_threads):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # tf.lite.Interpreter works too but is deprecated
+        import tensorflow as tf
+        Interpreter = tf.lite.Interpreter
+    try:
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    except ValueError as err:
+        raise ConversionError(f"{path} is not a readable TFLite model: {err}") from None
+    signatures = interpreter.get_signature_list()
+    if signature not in signatures:
+        raise ConversionError(f"{path} has no signature {signature!r}; it has {sorted(signatures)}")
+    runner = interpreter.get_signature_runner(signature)
+    return Runner("tflite", lambda x: runner(**x), signatures[signature]["inputs"],
+                  signatures[signature]["outputs"])
+
+
+def _onnx_runner(path, signature, num_threads):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConversionError("running ONNX needs onnxruntime: pip install onnxruntime==1.32.0") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads or 0
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's InvalidProtobuf / Fail
+        raise ConversionError(f"{path} is not a readable ONNX model: {err}") from None
+    names = [o.name for o in session.get_outputs()]
+    return Runner("onnx", lambda x: dict(zip(names, session.run(names, x))),
+                  [i.name for i in session.get_inputs()], names)
+
+
+def verify_conversion(saved_model_dir, converted_path, inputs=None, signature=SERVING_SIGNATURE,
+                      reference=None):
+    """{output name: max abs difference} of the converted model against the SavedModel.
+
+    Args:
+        inputs: dict of int32 (B, N) arrays; default `sample_inputs(saved_model_dir)`.
+        reference: a SavedModel `Runner` to reuse (loading one takes seconds).
+
+    Raises:
+        ConversionError: an output of the SavedModel is missing or has another shape.
+    """
+    inputs = sample_inputs(saved_model_dir, signature=signature) if inputs is None else inputs
+    expected = (reference or load_runner(saved_model_dir, signature))(inputs)
+    actual = load_runner(converted_path, signature)(inputs)
+    diffs = {}
+    for name, want in expected.items():
+        got = actual.get(name)
+        if got is None or np.shape(got) != np.shape(want):
+            raise ConversionError(f"output {name!r}: expected shape {np.shape(want)}, got "
+                                  f"{'nothing' if got is None else np.shape(got)}")
+        diffs[name] = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)), initial=0))
+    return diffs
+
+
+# === CLI: `powerbert convert VERSION_DIR --to tflite|onnx|tftrt` ===
+
+def add_convert_parser(subparsers):
+    import argparse
+
+    parser = subparsers.add_parser(
+        "convert", help="convert an exported version's serving_default to TFLite, ONNX or TF-TRT",
+        description="Convert the token-id signature of an exported SavedModel version and print "
+                    "the max abs difference of each output against the SavedModel on random "
+                    "padded inputs. classify_text (in-graph tokenization) does not convert.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("version_dir", metavar="MODEL_VERSION_DIR", help="e.g. models/sst2/1")
+    parser.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    parser.add_argument("--out", default=None,
+                        help="output file (TF-TRT: directory); default <base>/<version>.tflite|.onnx, "
+                             "TF-TRT <base>-tftrt-<precision>/<version>")
+    parser.add_argument("--signature", default=SERVING_SIGNATURE, help="signature to convert")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    parser.add_argument("--precision", default="FP16", choices=("FP32", "FP16"), help="TF-TRT precision")
+    parser.add_argument("--verify-batch", type=int, default=4,
+                        help="rows of random inputs for the check (0: skip the check)")
+    return parser
+
+
+def convert_main(args):
+    kwargs = {"signature": args.signature}
+    if args.to == "onnx":
+        kwargs["opset"] = args.opset
+    elif args.to == "tftrt":
+        kwargs["precision"] = args.precision
+    path = convert(args.version_dir, args.to, args.out, **kwargs)
+    size = _size(path)
+    print(f"wrote {path} ({size / 1e6:.1f} MB)")
+    if args.verify_batch and args.to != "tftrt":  # TF-TRT verifies itself while building engines
+        inputs = sample_inputs(args.version_dir, args.verify_batch, signature=args.signature)
+        diffs = verify_conversion(args.version_dir, path, inputs, signature=args.signature)
+        print("max abs difference vs the SavedModel: "
+              + ", ".join(f"{name} {value:.2e}" for name, value in diffs.items()))
+    return path
+
+
+def _size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)

@@ -1,0 +1,141 @@
+"""SavedModel export: TF Serving layout, signatures, reload equality, plain-TF loading, versions."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving.export import ExportError, export_saved_model, next_version, read_metadata
+from tests.serving_fixtures import TINY_N, export_tiny, tiny_classifier, tiny_tokenizer
+
+SENTENCES = ["the movie was good", "awful plot , dull actors !", "this is not very fun but the story is great",
+             "a", ""]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models") / "tiny"
+    model, tokenizer, path = export_tiny(base)
+    return model, tokenizer, path
+
+
+def test_layout_is_tf_servings(exported):
+    _, _, path = exported
+    assert os.path.basename(path) == "1"
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert os.path.isfile(os.path.join(path, "variables", "variables.index"))
+    assets = sorted(os.listdir(os.path.join(path, "assets")))
+    assert assets == ["labels.txt", "powerbert.json", "retention.json", "vocab.txt"]
+    assert json.load(open(os.path.join(path, "assets", "retention.json"))) == {
+        "lengths": [12, 8, 4], "sequence_length": TINY_N}
+    assert open(os.path.join(path, "assets", "labels.txt")).read().split() == ["class_0", "class_1"]
+    meta = read_metadata(path)
+    assert meta["max_length"] == TINY_N and meta["retention"] == [12, 8, 4] and meta["pair"] is False
+    # Nothing but the version is left in the base directory (the staging dir was renamed).
+    assert os.listdir(os.path.dirname(path)) == ["1"]
+
+
+def test_reload_equals_in_memory_model(exported):
+    model, tokenizer, path = exported
+    loaded = tf.saved_model.load(path)
+    inputs = tokenizer(SENTENCES, max_length=TINY_N)
+    expected = model(inputs, training=False).numpy()
+
+    ids = loaded.signatures["serving_default"](**inputs)
+    np.testing.assert_allclose(ids["logits"].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(ids["probabilities"].numpy(), tf.nn.softmax(expected).numpy(), atol=1e-5)
+    np.testing.assert_array_equal(ids["label"].numpy(), expected.argmax(-1))
+    assert ids["label"].dtype == tf.int32
+
+    text = loaded.signatures["classify_text"](text=tf.constant(SENTENCES))
+    np.testing.assert_allclose(text["logits"].numpy(), expected, atol=1e-5)
+    names = [n.decode() for n in text["label_name"].numpy()]
+    assert names == [f"class_{i}" for i in expected.argmax(-1)]
+
+
+def test_signature_shapes(exported):
+    _, _, path = exported
+    loaded = tf.saved_model.load(path)
+    serve = loaded.signatures["serving_default"]
+    _, spec = serve.structured_input_signature
+    assert sorted(spec) == ["attention_mask", "input_ids", "token_type_ids"]
+    for s in spec.values():
+        assert s.dtype == tf.int32 and s.shape.as_list() == [None, TINY_N]
+    assert sorted(serve.structured_outputs) == ["label", "logits", "probabilities"]
+    _, text_spec = loaded.signatures["classify_text"].structured_input_signature
+    assert list(text_spec) == ["text"] and text_spec["text"].dtype == tf.string
+
+
+def test_loads_with_plain_tensorflow_and_cli_lists_signatures(exported):
+    _, _, path = exported
+    # A fresh interpreter that imports only TensorFlow (+ tensorflow_text for the text signature).
+    script = (
+        "import sys, tensorflow as tf, tensorflow_text\n"
+        f"m = tf.saved_model.load({path!r})\n"
+        "out = m.signatures['classify_text'](text=tf.constant(['good movie']))\n"
+        "assert not any(n.split('.')[0] in ('powerbert_tf', 'training', 'serving') for n in sys.modules)\n"
+        "print(out['label_name'].numpy()[0].decode())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/",
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() in ("class_0", "class_1")
+
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for needle in ("signature_def['serving_default']", "signature_def['classify_text']",
+                   "DT_INT32", "shape: (-1, 16)", "tensorflow/serving/predict"):
+        assert needle in shown.stdout
+
+
+def test_next_version_and_never_overwrite(tmp_path):
+    model, tokenizer = tiny_classifier(), tiny_tokenizer()
+    base = tmp_path / "m"
+    os.makedirs(base / "7")
+    os.makedirs(base / "not-a-version")
+    assert next_version(str(base)) == 8
+    path = export_saved_model(model, tokenizer, base=str(base), max_length=TINY_N, label_names=["a", "b"])
+    assert os.path.basename(path) == "8"
+    before = os.path.getmtime(os.path.join(path, "saved_model.pb"))
+    with pytest.raises(ExportError, match="never overwritten"):
+        export_saved_model(model, tokenizer, base=str(base), max_length=TINY_N, label_names=["a", "b"],
+                           version=8)
+    assert os.path.getmtime(os.path.join(path, "saved_model.pb")) == before
+    with pytest.raises(ExportError, match="positive integer"):
+        export_saved_model(model, tokenizer, base=str(base), max_length=TINY_N, label_names=["a", "b"],
+                           version=0)
+    with pytest.raises(ExportError, match="label names"):
+        export_saved_model(model, tokenizer, base=str(base), max_length=TINY_N, label_names=["a"])
+
+
+def test_pair_and_regression_exports(tmp_path):
+    model, tokenizer, path = export_tiny(tmp_path / "pair", pair=True)
+    loaded = tf.saved_model.load(path)
+    a, b = ["the movie was good", "bad plot"], ["it is great", "dull actors and the story"]
+    out = loaded.signatures["classify_text"](text=tf.constant(a), text_b=tf.constant(b))
+    expected = model(tokenizer(a, b, max_length=TINY_N), training=False).numpy()
+    np.testing.assert_allclose(out["logits"].numpy(), expected, atol=1e-5)
+
+    model, tokenizer, path = export_tiny(tmp_path / "reg", num_classes=1, retention=None)
+    loaded = tf.saved_model.load(path)
+    inputs = tokenizer(a, max_length=TINY_N)
+    out = loaded.signatures["serving_default"](**inputs)
+    assert sorted(out) == ["logits", "score"]
+    np.testing.assert_allclose(out["score"].numpy(), model(inputs, training=False).numpy()[:, 0], atol=1e-5)
+    assert json.load(open(os.path.join(path, "assets", "retention.json"))) is None
+
+
+def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
+    model, tokenizer = tiny_classifier(), tiny_tokenizer()
+
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(model, tokenizer, base=str(tmp_path), max_length=TINY_N, label_names=["a", "b"])
+    assert os.listdir(tmp_path) == []
