@@ -28,6 +28,9 @@ class PowerBertEncoder(keras.Model):
         retention: list of ints (one per layer) or a `RetentionConfig`; hard mode only.
         sequence_length: N. Soft mode: the size of each retention vector. Taken from `retention`
             when that is a `RetentionConfig`.
+        length_aware: hard mode only: for inputs of length T keep `ceil(l_j * T / N)` word vectors
+            in layer j instead of `l_j` (`RetentionConfig.scaled_lengths`), so batches padded to
+            their longest example are pruned in proportion. Identical to plain hard mode at T = N.
 
     Call args:
         inputs: dict of int (B, T) tensors `input_ids`, `attention_mask` (default all ones) and
@@ -44,7 +47,7 @@ class PowerBertEncoder(keras.Model):
                  intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
                  attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
                  initializer_range=0.02, layer_norm_eps=1e-12, elimination="none", retention=None,
-                 sequence_length=None, **kwargs):
+                 sequence_length=None, length_aware=False, **kwargs):
         super().__init__(**kwargs)
         self.bert_config = BertConfig(
             vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
@@ -55,6 +58,9 @@ class PowerBertEncoder(keras.Model):
             initializer_range=initializer_range, layer_norm_eps=layer_norm_eps)
         self.elimination, self.retention, self.sequence_length = _check_elimination(
             elimination, retention, sequence_length, num_hidden_layers)
+        if length_aware and self.elimination != "hard":
+            raise ValueError(f"length_aware needs elimination='hard', not {self.elimination!r}")
+        self.length_aware = bool(length_aware)
 
         # === Layers ===
         c = self.bert_config
@@ -90,9 +96,13 @@ class PowerBertEncoder(keras.Model):
 
         hidden = self.embeddings(input_ids, token_type_ids, training=training)
         details = {"attention_probs": [], "significance": [], "attention_masks": []}
-        for layer in self.encoder_layers:
+        keeps = [None] * len(self.encoder_layers)
+        if self.length_aware:
+            input_length = input_ids.shape[1] or tf.shape(input_ids)[1]
+            keeps = self.retention.scaled_lengths(input_length)
+        for layer, keep in zip(self.encoder_layers, keeps):
             details["attention_masks"].append(mask)
-            out = layer(hidden, mask, training=training, return_scores=return_details)
+            out = layer(hidden, mask, training=training, return_scores=return_details, keep=keep)
             hidden, mask = out["hidden"], out["attention_mask"]
             details["attention_probs"].append(out["attention_probs"])
             details["significance"].append(out.get("significance"))
@@ -118,7 +128,7 @@ class PowerBertEncoder(keras.Model):
         config.update(self.bert_config.to_dict())
         config.update(elimination=self.elimination,
                       retention=list(self.retention.lengths) if self.retention else None,
-                      sequence_length=self.sequence_length)
+                      sequence_length=self.sequence_length, length_aware=self.length_aware)
         return config
 
     @classmethod

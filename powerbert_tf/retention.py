@@ -99,6 +99,17 @@ class RetentionConfig:
             previous = value
         return cls(tuple(lengths), sequence_length)
 
+    def scaled_lengths(self, input_length):
+        """Length-aware retention: `ceil(l_j * T / N)` word vectors for inputs of length T.
+
+        The paper's configuration is absolute (l_j of N), so a batch padded only to T < N would
+        keep padding in the first layers; scaling keeps the same fraction `rho_j = l_j / N` of
+        whatever length arrives. Integer arithmetic (no float rounding); `T = N` gives `lengths`.
+        `input_length` may be a Python int or a scalar int tensor (then tensors are returned).
+        """
+        n = self.sequence_length
+        return [(length * input_length + n - 1) // n for length in self.lengths]
+
     def to_dict(self):
         return {"lengths": list(self.lengths), "sequence_length": self.sequence_length,
                 "flop_ratio": round(self.flop_ratio, 4)}

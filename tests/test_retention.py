@@ -53,3 +53,12 @@ def test_json_round_trip(tmp_path):
 def test_mass_penalty_by_hand():
     # lambda * (1*2.0 + 2*1.5 + 3*0.5) = 0.1 * 6.5
     assert math.isclose(mass_penalty([2.0, 1.5, 0.5], 0.1), 0.65)
+
+
+def test_scaled_lengths_by_hand():
+    config = RetentionConfig((64, 40, 21, 7, 1), 64)
+    # ceil(l_j * T / 64) for T = 64, 32, 10, 1.
+    assert config.scaled_lengths(64) == [64, 40, 21, 7, 1]
+    assert config.scaled_lengths(32) == [32, 20, 11, 4, 1]
+    assert config.scaled_lengths(10) == [10, 7, 4, 2, 1]
+    assert config.scaled_lengths(1) == [1, 1, 1, 1, 1]

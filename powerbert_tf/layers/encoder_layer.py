@@ -93,7 +93,7 @@ class EncoderLayer(keras.layers.Layer):
         self.output_norm.build(shape)
         self.built = True
 
-    def call(self, hidden, attention_mask, training=None, return_scores=False):
+    def call(self, hidden, attention_mask, training=None, return_scores=False, keep=None):
         attended, probs = self.attention(hidden, attention_mask, training=training)
         hidden = self.attention_norm(hidden + self.attention_dropout_layer(attended, training=training))
         outputs = {"attention_probs": probs}
@@ -101,7 +101,8 @@ class EncoderLayer(keras.layers.Layer):
             scores = significance_scores(probs, attention_mask)
             outputs["significance"] = scores
             if self.extract is not None:
-                hidden, attention_mask = self.extract(hidden, attention_mask, scores)[:2]
+                extract_args = {"keep": keep} if keep is not None else {}
+                hidden, attention_mask = self.extract(hidden, attention_mask, scores, **extract_args)[:2]
         ffn = self.output_dense(self.intermediate(hidden))
         outputs["hidden"] = self.output_norm(hidden + self.output_dropout_layer(ffn, training=training))
         outputs["attention_mask"] = attention_mask

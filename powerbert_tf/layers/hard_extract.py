@@ -18,6 +18,8 @@ class HardExtract(keras.layers.Layer):
         hidden: float (B, T, D).
         attention_mask: (B, T), 1 for real tokens.
         scores: float (B, T) significance scores (`significance_scores`).
+        keep: optional override of the layer's `keep` for this call (int or scalar int tensor),
+            used by length-aware retention.
 
     Returns:
         `(hidden, attention_mask, positions)`: (B, K, D), (B, K) gathered with the same positions,
@@ -30,12 +32,13 @@ class HardExtract(keras.layers.Layer):
             raise ValueError(f"HardExtract keep must be a positive int, got {keep!r}")
         self.keep = int(keep)
 
-    def call(self, hidden, attention_mask, scores):
+    def call(self, hidden, attention_mask, scores, keep=None):
+        keep = self.keep if keep is None else keep
         static_length = hidden.shape[1]
-        if static_length is not None:
-            k = min(self.keep, static_length)
+        if static_length is not None and isinstance(keep, int):
+            k = min(keep, static_length)
         else:
-            k = tf.minimum(self.keep, tf.shape(hidden)[1])
+            k = tf.minimum(keep, tf.shape(hidden)[1])
         positions = ranking.kept_positions(ranking.ranking_keys(scores, attention_mask), k)
         return (tf.gather(hidden, positions, batch_dims=1),
                 tf.gather(attention_mask, positions, batch_dims=1),
