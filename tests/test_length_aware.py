@@ -28,7 +28,7 @@ def _hard_copy(config, source, lengths, n):
 def test_equals_hard_encoder_at_the_scaled_configuration(length_aware, length):
     # Independent reference: a plain hard encoder whose l_j are the hand-scaled lengths.
     by_hand = {16: [12, 8, 3], 10: [8, 5, 2], 5: [4, 3, 1]}[length]
-    reference = _hard_copy(length_aware, by_hand, length)
+    reference = _hard_copy(TINY, length_aware, by_hand, length)
     x = random_inputs(5, length, seed=length)
     got = length_aware(x)
     want = reference(x)
@@ -52,4 +52,4 @@ def test_dynamic_length_in_tf_function(length_aware):
 def test_config_round_trip_and_mode_check(length_aware):
     assert length_aware.get_config()["length_aware"] is True
     with pytest.raises(ValueError, match="length_aware needs elimination='hard'"):
-        build_encoder(length_aware=True)
+        build_encoder(TINY, length_aware=True)
