@@ -195,3 +195,22 @@ def export_run(source, base, version=None, *, init=None, task=None, max_length=N
         model, load_tokenizer(init), base=base, max_length=max_length or spec.max_length,
         label_names=spec.label_names, task_name=spec.name, pair=spec.is_pair,
         version=version)
+
+
+def non_core_ops(version_dir):
+    """Sorted op types in the SavedModel that core TensorFlow does not define (TF-Text's).
+
+    A serving binary must link these ops to load the model (the stock `tensorflow/serving`
+    binary links tensorflow-text's op library; see the README). `tf.raw_ops` lists exactly the
+    core ops; ops loaded from a custom-op library are registered but never added to it.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
+        saved = saved_model_pb2.SavedModel.FromString(f.read())
+    ops = set()
+    for graph in saved.meta_graphs:
+        ops.update(node.op for node in graph.graph_def.node)
+        for function in graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return sorted(op for op in ops if not hasattr(tf.raw_ops, op))

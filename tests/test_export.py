@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving.export import ExportError, export_saved_model, next_version, read_metadata
+from serving.export import ExportError, export_saved_model, next_version, non_core_ops, read_metadata
 from tests.serving_fixtures import TINY_N, export_tiny, tiny_classifier, tiny_tokenizer
 
 SENTENCES = ["the movie was good", "awful plot , dull actors !", "this is not very fun but the story is great",
@@ -139,3 +139,9 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export_saved_model(model, tokenizer, base=str(tmp_path), max_length=TINY_N, label_names=["a", "b"])
     assert os.listdir(tmp_path) == []
+
+
+def test_only_tf_text_ops_outside_core(exported):
+    # The README's TF Serving note relies on this list: ops every tensorflow-text >= 2.9 has.
+    assert non_core_ops(exported[2]) == ["FastBertNormalize", "FastWordpieceTokenizeWithOffsets",
+                                         "NormalizeUTF8"]
