@@ -3,13 +3,12 @@
 import dataclasses
 import os
 
-import tensorflow as tf
 
 from powerbert_tf.bert_config import BertConfig
 from powerbert_tf.checkpoints.errors import CheckpointError
 from powerbert_tf.checkpoints.google import load_google_checkpoint
 from powerbert_tf.checkpoints.huggingface import load_hf_safetensors
-from powerbert_tf.encoder import INPUT_NAMES, PowerBertEncoder
+from powerbert_tf.encoder import PowerBertEncoder
 from powerbert_tf.presets import PRESETS, preset_path
 from powerbert_tf.tokenizer import BertTokenizer, read_lower_case
 
@@ -82,8 +81,3 @@ def load_tokenizer(name_or_path, lower_case=None):
         lower_case = read_lower_case(directory)
     return BertTokenizer.from_vocab_file(vocab, lower_case=lower_case)
 
-
-def dummy_inputs(batch_size=1, length=8):
-    """All-ones int32 encoder inputs of shape (batch_size, length), e.g. to build a model."""
-    ones = tf.ones((batch_size, length), tf.int32)
-    return {name: ones if name != "token_type_ids" else tf.zeros_like(ones) for name in INPUT_NAMES}

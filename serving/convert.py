@@ -127,8 +127,11 @@ def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE):
 
     read_signature(saved_model_dir, signature)
     _import_tf_text()
-    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(saved_model_dir),
-                                                         signature_keys=[signature])
+    # Not `from_saved_model`: for a SavedModel that tracks Keras 3 variables (not the tf.Variables
+    # the signature captures) it keeps VAR_HANDLE ops that nothing initializes, and the model
+    # silently returns NaN. Converting the loaded concrete function freezes the weights.
+    loaded = tf.saved_model.load(os.fspath(saved_model_dir))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([loaded.signatures[signature]], loaded)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
         flatbuffer = converter.convert()
@@ -166,11 +169,33 @@ def convert_onnx(saved_model_dir, out_path, opset=17, signature=SERVING_SIGNATUR
     try:
         model, _ = convert.from_graph_def(graph_def, name=signature, input_names=inputs,
                                           output_names=outputs, opset=opset,
-                                          tensors_to_rename=tensors_to_rename)
+                                          tensors_to_rename=tensors_to_rename,
+                                          custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])})
     except Exception as err:
         raise ConversionError(f"tf2onnx could not convert {signature!r}: {err}") from None
+    _check_onnx_ops(model)
     _write(out_path, model.SerializeToString())
     return out_path
+
+
+def _erfc_as_one_minus_erf(ctx, node, name, args):
+    """tf2onnx 1.17 has no Erfc, which TF's exact GELU uses (tensorflow-onnx#2347): 1 - Erf(x)."""
+    from tf2onnx import utils
+
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype))
+    node.type = "Erf"
+    ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(f"{name}_one_minus"),
+                                  inputs=[one.output[0], node.output[0]])
+
+
+def _check_onnx_ops(model):
+    """tf2onnx writes unmapped TF ops into the graph as they are; refuse such a model."""
+    import onnx
+
+    unknown = sorted({n.op_type for n in model.graph.node if not onnx.defs.has(n.op_type, n.domain)})
+    if unknown:
+        raise ConversionError(f"tf2onnx has no ONNX mapping for the TF ops {', '.join(unknown)}")
 
 
 def convert_tftrt(saved_model_dir, out_dir, precision="FP16", signature=SERVING_SIGNATURE, **kwargs):
@@ -329,6 +354,8 @@ def add_convert_parser(subparsers):
     parser.add_argument("--precision", default="FP16", choices=("FP32", "FP16"), help="TF-TRT precision")
     parser.add_argument("--verify-batch", type=int, default=4,
                         help="rows of random inputs for the check (0: skip the check)")
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="fail when an output differs from the SavedModel by more")
     return parser
 
 
@@ -345,7 +372,11 @@ def convert_main(args):
         inputs = sample_inputs(args.version_dir, args.verify_batch, signature=args.signature)
         diffs = verify_conversion(args.version_dir, path, inputs, signature=args.signature)
         print("max abs difference vs the SavedModel: "
-              + ", ".join(f"{name} {value:.2e}" for name, value in diffs.items()))
+              + ", ".join(f"{name} {value:.2e}" for name, value in sorted(diffs.items())))
+        bad = sorted(name for name, value in diffs.items() if not value <= args.tolerance)  # NaN too
+        if bad:
+            raise ConversionError(f"{path} differs from the SavedModel by more than "
+                                  f"{args.tolerance:g} in {', '.join(bad)}")
     return path
 
 
