@@ -1,7 +1,12 @@
 """`powerbert` command line: `powerbert train ...` runs the PoWER-BERT pipeline."""
 
 import argparse
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) buries the CLI's own output; set
+# TF_CPP_MIN_LOG_LEVEL yourself to see it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from training.config import PRESETS, STEPS, resolve_config
 from training.tasks import task_names
