@@ -26,7 +26,7 @@ import numpy as np
 
 SERVING_SIGNATURE = "serving_default"
 FORMATS = ("tflite", "onnx", "tftrt")
-_ORT_EXTENSIONS = {".tflite": "tflite", ".onnx": "onnx"}
+_FILE_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
 
 
 class ConversionError(ValueError):
@@ -84,18 +84,23 @@ def signature_inputs(saved_model_dir, signature=SERVING_SIGNATURE):
 def sample_inputs(saved_model_dir, batch_size=4, seed=0, signature=SERVING_SIGNATURE):
     """Random int32 ids with padded rows for `signature` (for `verify_conversion`).
 
-    Ids stay below the vocabulary size (from the export's `assets/vocab.txt`, else 100); each
-    row has a random real length >= 2 with [CLS]-style id at position 0 and zeros after it.
+    Ids stay below the vocabulary size (the export's `assets/vocab.txt`, else 100); each row has
+    a random real length >= 2 starting with [CLS] (when the vocabulary has it), then zeros.
     """
     inputs = signature_inputs(saved_model_dir, signature)
     length = next(iter(inputs.values()))[1][-1] or 16
-    vocab = os.path.join(saved_model_dir, "assets", "vocab.txt")
-    vocab_size = sum(1 for _ in open(vocab, encoding="utf-8")) if os.path.isfile(vocab) else 100
+    vocab_path = os.path.join(saved_model_dir, "assets", "vocab.txt")
+    vocab = []
+    if os.path.isfile(vocab_path):
+        with open(vocab_path, encoding="utf-8") as f:
+            vocab = f.read().splitlines()
     rng = np.random.default_rng(seed)
     mask = (np.arange(length)[None, :] < rng.integers(2, length + 1, size=(batch_size, 1)))
     mask = mask.astype(np.int32)
-    values = {"input_ids": rng.integers(1, vocab_size, size=(batch_size, length)) * mask,
-              "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
+    ids = rng.integers(1, len(vocab) or 100, size=(batch_size, length))
+    if "[CLS]" in vocab:
+        ids[:, 0] = vocab.index("[CLS]")
+    values = {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
     missing = sorted(set(inputs) - set(values))
     if missing:
         raise ConversionError(f"cannot make sample values for inputs {missing}; pass inputs")
@@ -122,7 +127,10 @@ def _import_tf_text():
 # === Converters ===
 
 def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE):
-    """Write a float32 TFLite model of `signature` with builtin ops only; returns `out_path`."""
+    """Write a float32 TFLite model of `signature` with builtin ops only; returns `out_path`.
+
+    The file has one signature, always called `serving_default` (TFLite's convention).
+    """
     import tensorflow as tf
 
     read_signature(saved_model_dir, signature)
@@ -138,7 +146,7 @@ def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE):
     except Exception as err:  # tf.lite's ConverterError; its message is pages of MLIR
         raise ConversionError(_tflite_failure(err)) from None
     _write(out_path, flatbuffer)
-    return out_path
+    return os.fspath(out_path)
 
 
 def _tflite_failure(err):
@@ -175,7 +183,7 @@ def convert_onnx(saved_model_dir, out_path, opset=17, signature=SERVING_SIGNATUR
         raise ConversionError(f"tf2onnx could not convert {signature!r}: {err}") from None
     _check_onnx_ops(model)
     _write(out_path, model.SerializeToString())
-    return out_path
+    return os.fspath(out_path)
 
 
 def _erfc_as_one_minus_erf(ctx, node, name, args):
@@ -257,10 +265,15 @@ def load_runner(path, signature=SERVING_SIGNATURE, num_threads=None):
         return _saved_model_runner(path, signature)
     if not os.path.isfile(path):
         raise ConversionError(f"{path} does not exist")
-    fmt = _ORT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    fmt = _format(path)
     if fmt is None:
         raise ConversionError(f"{path}: expected a .tflite or .onnx file or a SavedModel directory")
     return (_tflite_runner if fmt == "tflite" else _onnx_runner)(path, signature, num_threads)
+
+
+def _format(path):
+    """"tflite" or "onnx" from a file name; None for anything else."""
+    return _FILE_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
 def _saved_model_runner(path, signature):
@@ -314,6 +327,7 @@ def verify_conversion(saved_model_dir, converted_path, inputs=None, signature=SE
     """{output name: max abs difference} of the converted model against the SavedModel.
 
     Args:
+        converted_path: a `.tflite` / `.onnx` file, a SavedModel directory, or a `Runner`.
         inputs: dict of int32 (B, N) arrays; default `sample_inputs(saved_model_dir)`.
         reference: a SavedModel `Runner` to reuse (loading one takes seconds).
 
@@ -322,7 +336,10 @@ def verify_conversion(saved_model_dir, converted_path, inputs=None, signature=SE
     """
     inputs = sample_inputs(saved_model_dir, signature=signature) if inputs is None else inputs
     expected = (reference or load_runner(saved_model_dir, signature))(inputs)
-    actual = load_runner(converted_path, signature)(inputs)
+    converted = converted_path
+    if not isinstance(converted, Runner):  # a converted .tflite names its one signature serving_default
+        converted = load_runner(converted, SERVING_SIGNATURE if _format(converted) else signature)
+    actual = converted(inputs)
     diffs = {}
     for name, want in expected.items():
         got = actual.get(name)

@@ -49,7 +49,7 @@ def next_version(base):
 
 
 class _ServingModule(tf.Module):
-    """Tracks the Keras classifier and the tokenizer; holds the two serving functions."""
+    """Builds the two serving functions around the Keras classifier and the tokenizer."""
 
     def __init__(self, model, tokenizer, max_length, label_names, pair):
         super().__init__(name="powerbert_serving")
@@ -134,16 +134,25 @@ def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_
                 "num_classes": model.num_classes, "label_names": list(label_names),
                 "retention": list(retention.lengths) if retention else None,
                 "input_names": list(INPUT_NAMES),
+                "vocab_size": model.encoder.bert_config.vocab_size,
+                "type_vocab_size": model.encoder.bert_config.type_vocab_size,
                 "signatures": [SERVING_SIGNATURE, TEXT_SIGNATURE]}
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base)
     try:
         with tempfile.TemporaryDirectory() as asset_src:
-            module = _ServingModule(model, tokenizer, max_length, label_names, pair)
-            module.assets = [tf.saved_model.Asset(path) for path in _write_assets(
+            functions = _ServingModule(model, tokenizer, max_length, label_names, pair)
+            signatures = {SERVING_SIGNATURE: functions.ids_signature().get_concrete_function(),
+                          TEXT_SIGNATURE: functions.text_signature().get_concrete_function()}
+            # The root tracks the tf.Variables the signatures capture, not the Keras model: with
+            # Keras 3 variables tracked instead, TFLiteConverter.from_saved_model cannot freeze
+            # the weights and the converted model silently returns NaN.
+            root = tf.Module()
+            root.weights = list({id(v): v for f in signatures.values() for v in f.variables}.values())
+            root.tokenizer, root.label_names = tokenizer, functions.label_names
+            root.assets = [tf.saved_model.Asset(path) for path in _write_assets(
                 asset_src, tokenizer, list(label_names), metadata["retention"] and {
                     "lengths": metadata["retention"], "sequence_length": max_length}, metadata)]
-            tf.saved_model.save(module, staging, signatures={
-                SERVING_SIGNATURE: module.ids_signature(), TEXT_SIGNATURE: module.text_signature()})
+            tf.saved_model.save(root, staging, signatures=signatures)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -145,3 +145,17 @@ def test_only_tf_text_ops_outside_core(exported):
     # The README's TF Serving note relies on this list: ops every tensorflow-text >= 2.9 has.
     assert non_core_ops(exported[2]) == ["FastBertNormalize", "FastWordpieceTokenizeWithOffsets",
                                          "NormalizeUTF8"]
+
+
+def test_stock_tflite_converter_reads_the_export(exported):
+    # Regression: with Keras 3 variables tracked, from_saved_model left the weights unfrozen and
+    # the converted model returned NaN. Users convert our exports with the stock converter.
+    from ai_edge_litert.interpreter import Interpreter
+
+    model, tokenizer, path = exported
+    converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    runner = Interpreter(model_content=converter.convert()).get_signature_runner("serving_default")
+    inputs = tokenizer(SENTENCES, max_length=TINY_N)
+    out = runner(**{k: v.numpy() for k, v in inputs.items()})
+    np.testing.assert_allclose(out["logits"], model(inputs, training=False).numpy(), atol=1e-5)

@@ -76,6 +76,12 @@ def build_parser():
     export.add_argument("--task", default=None, help="task of a .keras file (labels, pair or single)")
     export.add_argument("--init", default=None, help="pretrained model of a .keras file's vocabulary")
     export.add_argument("--max-length", type=int, default=None, help="N of a .keras file (default: the task's)")
+
+    from serving.convert import add_convert_parser
+    from serving.rest_server import add_serve_parser
+
+    add_convert_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -111,19 +117,32 @@ def export_command(args):
     print(f"exported {path}")
 
 
-_COMMANDS = {"train": train_command, "export": export_command}
+def convert_command(args):
+    from serving.convert import convert_main
+
+    convert_main(args)
+
+
+def serve_command(args):
+    from serving.rest_server import serve_main
+
+    return serve_main(args)
+
+
+_COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
+             "serve": serve_command}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
     # DataError, RetentionError, CheckpointError, RunConfigMismatch and unknown tasks are all
     # ValueErrors raised before training starts.
     except (ValueError, FileNotFoundError) as err:
         print(f"powerbert: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

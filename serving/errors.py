@@ -1,0 +1,31 @@
+"""`ServingError`: a request failure with TF Serving's HTTP status and a client-safe message.
+
+TF Serving turns an `absl::Status` into HTTP with `ToHTTPStatusCode` (`model_servers/http_server.cc`):
+INVALID_ARGUMENT / FAILED_PRECONDITION / OUT_OF_RANGE -> 400, NOT_FOUND -> 404, RESOURCE_EXHAUSTED
+-> 429, UNIMPLEMENTED -> 501, UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504. We add 408 (body not
+received in time) and 413 (body over the size limit), which TF Serving has no equivalent for.
+"""
+
+INVALID_ARGUMENT = 400
+NOT_FOUND = 404
+REQUEST_TIMEOUT = 408
+PAYLOAD_TOO_LARGE = 413
+UNIMPLEMENTED = 501
+UNAVAILABLE = 503
+DEADLINE_EXCEEDED = 504
+
+
+class ServingError(Exception):
+    """A request error answered as `{"error": message}` with HTTP `status`."""
+
+    def __init__(self, message, status=INVALID_ARGUMENT):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def describe_exception(error, limit=400):
+    """A one-line, traceback-free description of an unexpected error, for a 400 body or a log."""
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    message = " ".join(str(message).split())
+    return message if len(message) <= limit else message[:limit] + "..."

@@ -1,0 +1,19 @@
+"""`ServingOptions`: the server's knobs, importable without TensorFlow or Starlette (CLI parsing)."""
+
+import os
+from dataclasses import dataclass, field
+
+from serving.batching import BatchingParameters
+
+
+@dataclass
+class ServingOptions:
+    """Server knobs; TF Serving's flag names where it has one."""
+
+    poll_seconds: float = 1.0  # --file_system_poll_wait_seconds
+    enable_batching: bool = False
+    batching: BatchingParameters = field(default_factory=BatchingParameters)
+    timeout_ms: int = 30000  # --rest_api_timeout_in_ms
+    num_request_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_body_bytes: int = 10 * 1024 * 1024
+    inline_parse_bytes: int = 64 * 1024  # bodies above this are parsed on a worker thread

@@ -1,0 +1,180 @@
+"""`Servable`: one loaded SavedModel version, its signatures and its TF Serving metadata.
+
+Signatures are read from the loaded SavedModel (`structured_input_signature` /
+`structured_outputs`), so any model serves, not only ours. The metadata JSON is the
+`SignatureDef` map of `saved_model.pb` as TF Serving prints it. For BERT-style integer inputs the
+value ranges checked before TensorFlow runs come from the assets: `input_ids` below the line count
+of `assets/vocab.txt`, `attention_mask` in {0, 1}, `token_type_ids` >= 0 (and below
+`type_vocab_size` when an `assets/*.json` file gives it).
+"""
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format, text_format
+from tensorflow.core.protobuf import saved_model_pb2
+
+from serving.errors import INVALID_ARGUMENT, ServingError, describe_exception
+
+try:  # Registers the tensorflow-text ops that `classify_text` signatures call.
+    import tensorflow_text  # noqa: F401
+except ImportError:  # pragma: no cover - the server still serves models without such ops
+    tensorflow_text = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A callable signature and its {name: tf.TensorSpec} inputs and outputs."""
+
+    name: str
+    fn: object
+    inputs: dict
+    outputs: dict
+
+
+class CallStats:
+    """Thread-safe count of TensorFlow calls and of the examples they ran."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.tf_calls = 0
+        self.examples = 0
+
+    def add(self, examples):
+        with self._lock:
+            self.tf_calls += 1
+            self.examples += examples
+
+
+class Servable:
+    """One loaded version: its signatures, TF Serving metadata JSON and input value ranges.
+
+    Raises on construction whatever loading raises (a corrupt or incomplete directory).
+    """
+
+    def __init__(self, model_name, version, path, stats=None):
+        self.model_name, self.version, self.path = model_name, version, path
+        self.stats = stats or CallStats()
+        self._loaded = tf.saved_model.load(path)
+        self.signatures = {name: _signature(name, fn) for name, fn in self._loaded.signatures.items()}
+        self.signature_defs = _signature_defs_json(path, self.signatures)
+        self.value_ranges = _value_ranges(path)
+
+    def signature(self, name):
+        if name not in self.signatures:
+            raise ServingError(f'Serving signature name: "{name}" not found in signature def')
+        return self.signatures[name]
+
+    def run(self, signature_name, arrays):
+        """{input: numpy} -> {output: numpy}; TensorFlow errors become 400 `ServingError`s."""
+        signature = self.signature(signature_name)
+        rows = next((a.shape[0] for a in arrays.values() if a.ndim), 1)
+        self.stats.add(rows)
+        try:
+            feeds = {name: tf.constant(array, dtype=signature.inputs[name].dtype)
+                     for name, array in arrays.items()}
+            outputs = signature.fn(**feeds)
+            return {name: np.asarray(tensor) for name, tensor in outputs.items()}
+        except (tf.errors.OpError, ValueError, TypeError) as e:
+            raise ServingError(f"{type(e).__name__}: {tf_error_message(e)}", INVALID_ARGUMENT)
+
+    def metadata(self):
+        """TF Serving's `GetModelMetadataResponse` as JSON."""
+        return {"model_spec": {"name": self.model_name, "signature_name": "", "version": str(self.version)},
+                "metadata": {"signature_def": {"signature_def": self.signature_defs}}}
+
+
+# === Helpers ===
+
+def tf_error_message(error):
+    """The message of a TensorFlow error without node names, op names or Python stack frames."""
+    text = getattr(error, "message", None) or str(error)
+    kept = []
+    for line in text.splitlines():
+        if not line.strip() or line[:1].isspace():
+            continue  # stack frames and `[[{{node ...}}]]` lines are indented
+        if line.startswith(("Graph execution error", "Detected at node", "<stack traces")):
+            continue
+        kept.append(line)
+    message = " ".join(kept) or type(error).__name__
+    message = re.sub(r"\s*\[\[.*?\]\]|\s*\[Op:[^\]]*\]", "", message)
+    return describe_exception(message)
+
+
+def _signature(name, fn):
+    _, kwargs = fn.structured_input_signature
+    outputs = {key: tf.TensorSpec(value.shape, value.dtype, key) for key, value in fn.structured_outputs.items()}
+    return Signature(name, fn, dict(kwargs), outputs)
+
+
+def _read_saved_model_proto(path):
+    proto = saved_model_pb2.SavedModel()
+    binary, text = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
+    if os.path.isfile(binary):
+        with open(binary, "rb") as f:
+            proto.ParseFromString(f.read())
+    else:
+        with open(text) as f:
+            text_format.Parse(f.read(), proto)
+    return proto
+
+
+def _signature_defs_json(path, signatures):
+    """The SignatureDef map as TF Serving prints it (proto JSON, all fields, proto field names)."""
+    try:
+        defs = _read_saved_model_proto(path).meta_graphs[0].signature_def
+        try:
+            return {name: json_format.MessageToDict(sig, always_print_fields_with_no_presence=True,
+                                                    preserving_proto_field_name=True)
+                    for name, sig in defs.items()}
+        except TypeError:  # protobuf < 5 names the option differently
+            return {name: json_format.MessageToDict(sig, including_default_value_fields=True,
+                                                    preserving_proto_field_name=True)
+                    for name, sig in defs.items()}
+    except Exception:  # fall back on what the loaded functions tell
+        return {name: {"inputs": _specs_json(sig.inputs), "outputs": _specs_json(sig.outputs),
+                       "method_name": "tensorflow/serving/predict"} for name, sig in signatures.items()}
+
+
+def _specs_json(specs):
+    def shape_json(shape):
+        if shape.rank is None:
+            return {"dim": [], "unknown_rank": True}
+        return {"dim": [{"size": str(-1 if d is None else d), "name": ""} for d in shape.as_list()],
+                "unknown_rank": False}
+
+    from tensorflow.core.framework import types_pb2
+    return {name: {"name": f"{name}:0", "dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum),
+                   "tensor_shape": shape_json(spec.shape)} for name, spec in specs.items()}
+
+
+def _value_ranges(path):
+    """{input name: (low, high or None, reason)} for BERT-style integer inputs, from the assets."""
+    assets = os.path.join(path, "assets")
+    ranges = {"attention_mask": (0, 2, "an attention mask is 0 or 1")}
+    type_vocab = None
+    if os.path.isdir(assets):
+        for entry in sorted(os.listdir(assets)):
+            if entry.endswith(".json"):
+                try:
+                    with open(os.path.join(assets, entry)) as f:
+                        value = json.load(f)
+                    type_vocab = type_vocab or (value.get("type_vocab_size") if isinstance(value, dict) else None)
+                except (OSError, ValueError):
+                    pass
+    ranges["token_type_ids"] = (0, type_vocab if isinstance(type_vocab, int) else None,
+                                "token type ids index the segment embeddings")
+    vocab = os.path.join(assets, "vocab.txt")
+    if os.path.isfile(vocab):
+        with open(vocab, encoding="utf-8", errors="replace") as f:
+            lines = f.read().split("\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if lines:
+            ranges["input_ids"] = (0, len(lines), f"the model's vocabulary has {len(lines)} tokens")
+    return ranges
