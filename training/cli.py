@@ -79,9 +79,11 @@ def build_parser():
 
     from serving.convert import add_convert_parser
     from serving.rest_server import add_serve_parser
+    from training.bench import add_bench_parser
 
     add_convert_parser(commands)
     add_serve_parser(commands)
+    add_bench_parser(commands)
     return parser
 
 
@@ -129,8 +131,14 @@ def serve_command(args):
     return serve_main(args)
 
 
+def bench_command(args):
+    from training.bench import bench_main
+
+    return bench_main(args)
+
+
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
-             "serve": serve_command}
+             "serve": serve_command, "bench": bench_command}
 
 
 def main(argv=None):

@@ -1,0 +1,190 @@
+"""Writes a `powerbert bench` report: `benchmark-<task>.md`, `.json` and `.png` (accuracy vs time)."""
+
+import json
+import os
+
+import numpy as np
+
+from training.bench_stats import find_row
+
+
+def _f(value, spec=".2f", suffix=""):
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def report_paths(out_dir, task, quick=False):
+    stem = os.path.join(out_dir, f"benchmark-{task}{'-quick' if quick else ''}")
+    return {"md": stem + ".md", "json": stem + ".json", "png": stem + ".png"}
+
+
+def write_report(report, out_dir):
+    """Write the three files; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = report_paths(out_dir, report["task"], report["quick"])
+    with open(paths["json"], "w") as f:
+        json.dump(_jsonable(report), f, indent=2)
+    with open(paths["md"], "w") as f:
+        f.write(markdown(report))
+    plot_accuracy_vs_time(report, paths["png"])
+    return paths
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def plot_batch(report):
+    sizes = report["batch_sizes"]
+    return 32 if 32 in sizes else max(sizes)
+
+
+def markdown(report):
+    m, setup = report["machine"], report["setup"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    refs = report["references"]
+    lines = [
+        f"# Inference benchmark: {report['task']} ({report['init']}, N={report['max_length']})", "",
+        f"Command: `{report['command']}`", "",
+        f"- Date: {m['date_utc']}; {report['wall_seconds']:.0f} s wall in total.",
+        f"- Machine: {m.get('usable_cpus', m['logical_cpus'])} usable of {m['logical_cpus']} logical CPUs, "
+        f"{m.get('cpu_model', '?')} ({', '.join(m.get('simd', []))}), {m.get('mem_total_gb', '?')} GB RAM; "
+        f"load average (1/5/15 min) {report['load_average']['start']} at start, "
+        f"{report['load_average']['end']} at the end.",
+        f"- Versions: {versions}, Python {m['python']}.",
+        f"- Threads: {report['threads']['requested']} requested; TF intra-op "
+        f"{report['threads']['tf_intra_op'] or 'default (all cores)'}, inter-op "
+        f"{report['threads']['tf_inter_op'] or 'default'}; onnxruntime "
+        f"and LiteRT {report['threads']['requested']} (onnxruntime spinning off).",
+        f"- Data: {report['n_examples']} {report['split']} sentences ({report['data']}); "
+        f"{report['repeats']} repeats; batch sizes {', '.join(map(str, report['batch_sizes']))}.",
+        f"- Retention l_j = {report['retention']}; FLOP bound L*N/sum(l_j) = {_f(report['flop_bound'])}x.",
+        f"- Speedup references: " + ", ".join(f"({k}) `{v}`" for k, v in refs.items()) + ".", ""]
+    metric = report["metric"]
+    other = metric != "accuracy"  # e.g. MRPC's F1, shown next to accuracy
+    metric_head, metric_rule = (f" | {metric} %", "---|") if other else ("", "")
+    for batch in report["batch_sizes"]:
+        lines += [f"## Batch size {batch}", "",
+                  "| variant | item | examples/s | pass s: median (min-max) | p50 ms/batch | p99 ms/batch "
+                  f"| peak MB | accuracy %{metric_head} | x vs 1 | x vs 2 | x vs 4 | work bound | achieved |",
+                  "|---|---|---|---|---|---|---|---|" + metric_rule + "---|---|---|---|---|"]
+        for r in (r for r in report["rows"] if r["batch_size"] == batch):
+            s = r["speedup"]
+            metric_cell = f" | {_pct(r['metric'])}" if other else ""
+            lines.append(
+                f"| `{r['variant']}` | {r['item']} | {r['examples_per_s']:.1f} | {r['median_s']:.3f} "
+                f"({r['min_s']:.3f}-{r['max_s']:.3f}) | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{_f(r['peak_rss_mb'], '.0f')} | {_pct(r['accuracy'])}{metric_cell} | {_f(s.get('1'))} | "
+                f"{_f(s.get('2'))} | {_f(s.get('4'))} | {_f(r['work_bound'])} | {_f(r['bound_achieved'])} |")
+        lines.append("")
+    if report["xla"]:
+        lines += ["## XLA (`jit_compile=True`, fixed shapes)", "",
+                  "XLA compiles once per input shape (a pass at batch B has up to two: full batches "
+                  "and the remainder). Compile s = first call minus second call, summed over the "
+                  "shapes; ms/batch = median pass time / batches; break-even = batches after which the time saved per batch repays the compilation.", "",
+                  "| batch | model | shapes | compile s | Keras ms/batch | XLA ms/batch | steady speedup "
+                  "| break-even batches | = passes |", "|---|---|---|---|---|---|---|---|---|"]
+        for x in report["xla"]:
+            lines.append(f"| {x['batch_size']} | {x['model']} | {x['shapes']} | {x['compile_s']:.1f} | "
+                         f"{_f(x['keras_ms_per_batch'], '.1f')} | {x['xla_ms_per_batch']:.1f} | {_f(x['steady_speedup'])} | "
+                         f"{_f(x['breakeven_batches'], 'd')} | {_f(x['breakeven_passes'], '.1f')} |")
+        lines.append("")
+    if report["length_aware"]:
+        lines += ["## Length-aware PoWER-BERT with dynamic padding (item 6)", "",
+                  "Accuracy cost = accuracy minus that of BERT with dynamic padding (item 2), in points.", "",
+                  "| batch | variant | accuracy % | BERT dynamic % | cost (points) | PoWER at N % "
+                  "| x vs 2 | x vs 1 |", "|---|---|---|---|---|---|---|---|"]
+        for x in report["length_aware"]:
+            lines.append(f"| {x['batch_size']} | `{x['variant']}` | {_pct(x['accuracy'])} | "
+                         f"{_pct(x['bert_dynamic_accuracy'])} | {_f(x['cost_points'], '+.2f')} | "
+                         f"{_pct(x['power_accuracy'])} | {_f(x['speedup_vs_2'])} | {_f(x['speedup_vs_1'])} |")
+        lines.append("")
+    lines += ["## Setup costs", "",
+              "| what | seconds | RSS MB |", "|---|---|---|"]
+    for name, sec in setup["model_load_s"].items():
+        lines.append(f"| load model `{name}` | {sec:.1f} | {_f(setup['model_load_rss_mb'].get(name), '.0f')} |")
+    for name, sec in setup["export_s"].items():
+        lines.append(f"| make `{name}` | {sec:.1f} | |")
+    for name, sec in setup["runner_load_s"].items():
+        lines.append(f"| load runner `{name}` | {sec:.2f} | {_f(setup['runner_load_rss_mb'].get(name), '.0f')} |")
+    lines += ["", "## Method", ""] + [f"- {line}" for line in report["method"]] + [""]
+    if report.get("skipped"):
+        lines += ["## Skipped variants", ""] + [f"- `{k}`: {v}" for k, v in report["skipped"].items()] + [""]
+    lines += ["## Variants", ""] + [f"- `{v['id']}` (item {v['item']}): {v['description']}"
+                                    for v in report["variants"]] + [""]
+    lines += [report["final_line"], ""]
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_time(report, path):
+    """Dev accuracy against milliseconds per example, one point per variant, at `plot_batch`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch = plot_batch(report)
+    rows = [r for r in report["rows"] if r["batch_size"] == batch and r["accuracy"] is not None]
+    colors = {"bert-padded": "tab:blue", "bert-dynamic": "tab:cyan", "power": "tab:red",
+              "power-la-dynamic": "tab:green"}
+    markers = {"saved_model": "o", "keras": "^", "xla": "*", "onnx": "s", "tflite": "D"}
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    for r in rows:
+        group = r["variant"].split(":")[0]
+        ax.scatter(r["ms_per_example"], 100 * r["accuracy"], color=colors.get(group, "gray"),
+                   marker=markers.get(r["runtime"], "x"), s=60, alpha=0.85, label=r["variant"])
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_xlabel(f"milliseconds per example (median pass / examples, batch {batch})")
+    ax.set_ylabel(f"{report['split']} accuracy (%)")
+    ax.set_title(f"{report['task']}: accuracy vs inference time ({report['n_examples']} sentences, "
+                 f"{report['threads']['requested']} threads)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def method_notes(memory_method):
+    return [
+        "One process; exports, conversions and model loads happen before any timing. Sentences "
+        "are tokenized once beforehand (tokenization is not timed); batches are pre-sliced int32 "
+        "arrays. Fixed-shape variants pad to N in file order; dynamic ones sort by length "
+        "(stable) and pad each batch to its longest.",
+        "Each (variant, batch size) is warmed up first (every distinct shape called twice).",
+        "Rounds: for each repeat, for each batch size, every variant runs one full pass, in an "
+        "order rotated by one per round. A batch's latency is the wall time of the call "
+        "including the copy of the logits to NumPy; a pass's time is the sum of its batches.",
+        "examples/s = sentences / median pass time over repeats; min-max show the spread; p50/p99 "
+        "are percentiles of the batch latencies of all repeats pooled. Speedup x vs k = median "
+        "pass time of reference k at the same batch size / this variant's.",
+        "Work bound = token-layers of variant 1 / this variant's (a layer keeping t word vectors "
+        "of a batch of B costs B*t; the attention's T^2 term and the embeddings are ignored). For "
+        "PoWER-BERT at N it is the paper's FLOP bound L*N/sum(l_j). Achieved = (x vs 1) / bound.",
+        f"Peak memory of a pass: {memory_method}; the table shows the largest over repeats. It "
+        "counts what a pass allocates beyond what is already resident (weights, runtime arenas "
+        "kept from earlier passes), so it measures activations, not the model; model and runner "
+        "load costs are under Setup costs.",
+        "Accuracy: argmax of the logits of the first repeat's pass, all sentences, against the labels.",
+    ]
+
+
+def final_line(report):
+    """`[quick ]bench <task>: PoWER-BERT 2.61x faster than padded baseline (batch 32)`."""
+    batch = plot_batch(report)
+    prefix = f"{'quick ' if report['quick'] else ''}bench {report['task']}"
+    power = find_row(report["rows"], batch, "power:saved_model", "power:keras")
+    if power is None or power["speedup"].get("1") is None:
+        return f"{prefix}: no PoWER-BERT vs padded-baseline comparison (references {report['references']})"
+    return f"{prefix}: PoWER-BERT {power['speedup']['1']:.2f}x faster than padded baseline (batch {batch})"

@@ -1,0 +1,252 @@
+"""`run_benchmark`: the measurement behind `powerbert bench` (CLI in `training.bench`).
+
+Every variant (`training.bench_variants.VARIANTS`) runs over the same tokenized dev sentences at
+every batch size, interleaved: for each repeat, for each batch size, every variant runs one pass,
+in an order rotated by one each time, so slow drifts of a shared machine hit all variants alike.
+Statistics are pure functions in `training.bench_stats`; the report is written by
+`training.bench_report`.
+"""
+
+import gc
+import os
+import sys
+import time
+
+import numpy as np
+
+from serving.convert import ConversionError
+from training.bench import (DEFAULT_BATCH_SIZES, DEFAULT_REPEATS, QUICK_BATCH_SIZES, QUICK_EXAMPLES,
+                            QUICK_REPEATS, BenchError)
+from training.bench_report import final_line, method_notes, write_report
+from training.bench_setup import PeakRss, RunModels, load_average, machine_info, read_run_config, rss_kb
+from training.bench_stats import (accuracy, kept_function, length_aware_rows, result_rows, rotated,
+                                  token_layers, xla_rows)
+from training.bench_variants import (Exports, artifact_for, make_batches, make_runner, reference_ids,
+                                     select_variants)
+
+def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, tokenizer=None,
+                  batch_sizes=None, repeats=None, variants=None, threads=2, quick=False, subset=None,
+                  export_dir=None, command=None, log=print):
+    """Benchmark a run directory's models; writes the report into `out` and returns it (a dict).
+
+    Args:
+        run_dir: `powerbert train --out` directory (config.json, finetune/ and retrain/model.keras,
+            retention.json).
+        examples: `training.data.Examples` or `(texts, labels)` instead of the task's dev split.
+        tokenizer: a `BertTokenizer` (default: `<run>/vocab.txt` if present, else config "init").
+        batch_sizes, repeats: default (1, 8, 32, 128) and 3; quick (1, 32) and 2.
+        variants: ids, groups, runtimes or item numbers (`select_variants`); default all, quick
+            `QUICK_VARIANTS`.
+        threads: intra-op threads of TF (set if TF has not run anything yet), onnxruntime, LiteRT.
+        subset: benchmark this many sentences (seeded random choice); quick default 256.
+        export_dir: where exports and conversions are cached (default `<run>/bench/exports`).
+
+    Raises:
+        BenchError (a ValueError): bad run directory, missing models, options or data.
+    """
+    started = time.perf_counter()
+    thread_info = _set_threads(threads)
+    from training.metrics import compute_metrics
+    from training.tasks import get_task
+
+    config = read_run_config(run_dir)
+    task = get_task(config["task"])
+    chosen = select_variants(variants, quick)
+    batch_sizes = _positive_ints(batch_sizes or (QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES), "batch sizes")
+    repeats = repeats or (QUICK_REPEATS if quick else DEFAULT_REPEATS)
+    if repeats < 1:
+        raise BenchError(f"repeats must be >= 1, got {repeats}")
+    models = RunModels(run_dir, config, tokenizer or _run_tokenizer(run_dir, config), task,
+                       needed={v.model for v in chosen})
+    texts, text_b, labels, data_note = _examples(examples, task, data_dir,
+                                                 subset or (QUICK_EXAMPLES if quick else None))
+    features = {k: v.numpy() for k, v in models.tokenizer(texts, text_b, max_length=models.max_length).items()}
+    n = len(texts)
+    load_start = load_average()
+    log(f"bench {task.name}: {n} sentences, N={models.max_length}, batch sizes {list(batch_sizes)}, "
+        f"{repeats} repeats, {len(chosen)} variants")
+
+    # === Setup: models, exports, runners, batches, warm-up (all before any timing) ===
+    for name in sorted({v.model for v in chosen}):
+        models.get(name)
+    exports = Exports(export_dir or os.path.join(run_dir, "bench", "exports"), models,
+                      models.fingerprint(), log=log)
+    runners, runner_s, runner_mb, skipped = _prepare_runners(chosen, models, exports, threads, log)
+    chosen = [v for v in chosen if v.id in runners]
+    batches = {(dyn, b): make_batches(features, b, dyn) for dyn in {v.dynamic for v in chosen}
+               for b in batch_sizes}
+    warmup = {}
+    for b in batch_sizes:
+        for v in chosen:
+            warmup[(v.id, b)] = _warm_up(runners[v.id], batches[(v.dynamic, b)], v.dynamic)
+        log(f"  warm-up batch {b}: " + ", ".join(f"{v.id} {warmup[(v.id, b)]['first_call_s']:.1f}s"
+                                                 for v in chosen))
+
+    measurements = _rounds(chosen, runners, batches, batch_sizes, repeats, n, log)
+
+    # === Statistics ===
+    for (vid, b), m in measurements.items():
+        v = next(x for x in chosen if x.id == vid)
+        plan = batches[(v.dynamic, b)]
+        logits = m.pop("logits")
+        m["token_layers"] = token_layers(plan.shapes, kept_function(
+            v.model, models.get(v.model).encoder.bert_config.num_hidden_layers, models.retention))
+        m["accuracy"] = accuracy(logits, labels) if task.num_labels > 1 else None
+        m["extra_metric"] = compute_metrics(task, labels, logits)["primary"]
+        m["extra"] = {"model": v.model, "runtime": v.runtime, "item": v.item, "metric": m.pop("extra_metric"),
+                      "first_call_s": warmup[(vid, b)]["first_call_s"], "batches_per_pass": len(plan.shapes)}
+    refs = reference_ids(chosen)
+    rows = result_rows(measurements, n, refs)
+    report = {
+        "task": task.name, "metric": task.primary_metric, "init": config["init"], "run": os.path.abspath(run_dir), "quick": quick,
+        "command": command or " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "split": "dev", "data": data_note, "n_examples": n, "max_length": models.max_length,
+        "retention": list(models.retention.lengths) if models.retention else None,
+        "flop_bound": models.retention.flop_ratio if models.retention else None,
+        "batch_sizes": list(batch_sizes), "repeats": repeats, "threads": thread_info,
+        "machine": machine_info(), "references": refs,
+        "variants": [{"id": v.id, "item": v.item, "description": v.description} for v in chosen],
+        "skipped": skipped,
+        "setup": {"model_load_s": models.load_seconds, "model_load_rss_mb": models.load_rss_mb,
+                  "export_s": exports.seconds, "export_dir": os.path.abspath(exports.directory),
+                  "runner_load_s": runner_s, "runner_load_rss_mb": runner_mb,
+                  "warmup": {f"{vid}@{b}": w for (vid, b), w in warmup.items()}},
+        "rows": rows, "xla": xla_rows(rows, warmup), "length_aware": length_aware_rows(rows),
+        "method": method_notes(PeakRss().method),
+    }
+    report["final_line"] = final_line(report)
+    report["load_average"] = {"start": load_start, "end": load_average()}
+    report["wall_seconds"] = time.perf_counter() - started
+    report["paths"] = write_report(report, out)
+    return report
+
+
+# === Pieces ===
+
+def _set_threads(threads):
+    import tensorflow as tf
+
+    if threads is not None:
+        if threads < 1:
+            raise BenchError(f"--threads must be >= 1, got {threads}")
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TF already ran something in this process: keep its settings
+            pass
+    return {"requested": threads, "tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def _positive_ints(values, what):
+    values = tuple(int(v) for v in values)
+    if not values or min(values) < 1 or len(set(values)) != len(values):
+        raise BenchError(f"{what} must be distinct positive integers, got {list(values)}")
+    return values
+
+
+def _examples(examples, task, data_dir, subset):
+    """(texts, texts_b or None, int labels, description) of the benchmarked sentences."""
+    from training.data import read_split
+    from training.input_pipeline import subset_indices
+
+    if examples is None:
+        examples = read_split(task, "dev", data_dir)  # DataError (a ValueError) names the file
+        note = f"{examples.path}"
+    else:
+        note = "examples passed in"
+    if isinstance(examples, tuple):
+        texts, labels = examples
+        text_b = None
+    else:
+        texts, text_b, labels = examples.text, examples.text_b, examples.labels
+    if labels is None:
+        raise BenchError("the benchmark needs labelled sentences (accuracy); these have no labels")
+    if len(texts) == 0 or len(texts) != len(labels):
+        raise BenchError(f"{len(texts)} sentences for {len(labels)} labels")
+    keep = subset_indices(len(texts), subset, 0)
+    if len(keep) < len(texts):
+        note += f", seeded random subset of {len(keep)} of {len(texts)}"
+    pick = lambda seq: None if seq is None else [seq[i] for i in keep]
+    return pick(list(texts)), pick(text_b), np.asarray(labels)[keep], note
+
+
+def _run_tokenizer(run_dir, config):
+    from powerbert_tf.loading import load_tokenizer
+
+    vocab = os.path.join(run_dir, "vocab.txt")
+    return load_tokenizer(vocab if os.path.isfile(vocab) else config["init"])
+
+
+def _prepare_runners(chosen, models, exports, threads, log):
+    """Make the exports each variant needs and load its runner; a variant whose conversion or
+    runtime fails (`ConversionError`, e.g. onnxruntime missing) is skipped, the rest still run."""
+    runners, seconds, rss_mb, skipped = {}, {}, {}, {}
+    for v in chosen:
+        try:
+            if v.runtime not in ("keras", "xla"):
+                exports.path(artifact_for(v))
+            before, t0 = rss_kb(), time.perf_counter()
+            runners[v.id] = make_runner(v, models, exports, threads)
+            seconds[v.id], rss_mb[v.id] = time.perf_counter() - t0, (rss_kb() - before) / 1024
+        except ConversionError as err:
+            skipped[v.id] = str(err)
+            log(f"  skipping {v.id}: {err}")
+    if not runners:
+        raise BenchError(f"no variant could be prepared: {skipped}")
+    return runners, seconds, rss_mb, skipped
+
+
+def _rounds(chosen, runners, batches, batch_sizes, repeats, n, log):
+    """The interleaved rounds; {(variant id, batch): pass times, batch latencies, peak RSS and
+    (from the first repeat) the logits in sentence order}. One progress line per round."""
+    measurements = {(v.id, b): {"pass_seconds": [], "latencies": [], "peak_rss_mb": []}
+                    for b in batch_sizes for v in chosen}
+    for r in range(repeats):
+        for i, b in enumerate(batch_sizes):
+            done = []
+            for v in rotated(chosen, r * len(batch_sizes) + i):
+                plan, m = batches[(v.dynamic, b)], measurements[(v.id, b)]
+                gc.collect()
+                with PeakRss() as memory:
+                    latencies, outputs = _time_pass(runners[v.id], plan)
+                m["pass_seconds"].append(float(latencies.sum()))
+                m["latencies"].append(latencies)
+                m["peak_rss_mb"].append(memory.peak_mb)
+                if r == 0:
+                    m["logits"] = _assemble(outputs, plan.indices, n)
+                done.append(f"{v.id} {latencies.sum():.2f}s")
+            log(f"  round {r + 1}/{repeats} batch {b}: " + ", ".join(done))
+    return measurements
+
+
+def _time_pass(run, plan):
+    latencies, outputs = np.empty(len(plan.inputs)), []
+    for i, batch in enumerate(plan.inputs):
+        t0 = time.perf_counter()
+        outputs.append(run(batch))
+        latencies[i] = time.perf_counter() - t0
+    return latencies, outputs
+
+
+def _assemble(outputs, indices, n):
+    logits = np.zeros((n,) + np.shape(outputs[0])[1:], np.float32)
+    for out, idx in zip(outputs, indices):
+        logits[idx] = out
+    return logits
+
+
+def _warm_up(run, plan, dynamic):
+    """Call each distinct shape twice (dynamic: the shortest and longest batch); the first call
+    traces, compiles (XLA) or plans (onnxruntime); first minus second estimates that overhead."""
+    picks = [0, len(plan.inputs) - 1] if dynamic else plan.distinct_shape_batches()
+    first = overhead = 0.0
+    for i in sorted(set(picks)):
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            run(plan.inputs[i])
+            times.append(time.perf_counter() - t0)
+        first += times[0]
+        overhead += max(times[0] - times[1], 0.0)
+    return {"shapes": len(set(picks)), "first_call_s": first, "overhead_s": overhead}

@@ -1,0 +1,254 @@
+"""What `powerbert bench` times: the variants, their input batches, their exports and runners.
+
+A variant is a model (`bert` = the fine-tuned baseline, `power` = the re-trained hard-extract
+model, `power-la` = the same weights with length-aware retention) run by one runtime:
+- `saved_model`: `tf.saved_model.load(...).signatures["serving_default"]` of an export, through
+  `serving.convert.load_runner` like the ONNX and TFLite files (what production runs);
+- `keras`: the in-memory Keras model in a `tf.function` with an input signature;
+- `xla`: the same with `jit_compile=True` (fixed shapes only: XLA compiles once per shape);
+- `onnx` / `tflite`: `serving.convert` conversions of the fixed-N SavedModel, run by
+  onnxruntime (spinning off) and LiteRT.
+Fixed-shape variants pad every batch to N (`serving_default` of `serving.export` has shape
+(batch, N)); dynamic ones sort the sentences by length and pad each batch only to its longest,
+so their SavedModel is a bench-local export with a (batch, None) signature.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from powerbert_tf.encoder import INPUT_NAMES
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One timed configuration. `id` is "<group>:<runtime>"; `item` the spec's item number."""
+
+    id: str
+    model: str  # "bert", "power" or "power-la"
+    runtime: str  # "saved_model", "keras", "xla", "onnx" or "tflite"
+    dynamic: bool  # sorted by length, each batch padded to its longest
+    item: str
+    description: str
+
+    @property
+    def group(self):
+        return self.id.split(":")[0]
+
+
+VARIANTS = (
+    Variant("bert-padded:saved_model", "bert", "saved_model", False, "1",
+            "BERT padded to N (paper's baseline), exported serving_default"),
+    Variant("bert-padded:keras", "bert", "keras", False, "1", "BERT padded to N, in-memory Keras"),
+    Variant("bert-padded:xla", "bert", "xla", False, "7", "BERT padded to N, Keras + XLA jit_compile"),
+    Variant("bert-dynamic:saved_model", "bert", "saved_model", True, "2",
+            "BERT, length-sorted, batch padded to its longest; SavedModel (batch, None)"),
+    Variant("bert-dynamic:keras", "bert", "keras", True, "2",
+            "BERT, length-sorted, batch padded to its longest; in-memory Keras"),
+    Variant("power:saved_model", "power", "saved_model", False, "3",
+            "PoWER-BERT hard extract at N, exported serving_default"),
+    Variant("power:keras", "power", "keras", False, "3", "PoWER-BERT hard extract at N, in-memory Keras"),
+    Variant("power:xla", "power", "xla", False, "7", "PoWER-BERT at N, Keras + XLA jit_compile"),
+    Variant("bert-padded:onnx", "bert", "onnx", False, "4", "BERT padded to N, ONNX / onnxruntime"),
+    Variant("power:onnx", "power", "onnx", False, "5", "PoWER-BERT at N, ONNX / onnxruntime"),
+    Variant("bert-padded:tflite", "bert", "tflite", False, "5",
+            "BERT padded to N, TFLite / LiteRT (reference for power:tflite)"),
+    Variant("power:tflite", "power", "tflite", False, "5", "PoWER-BERT at N, TFLite / LiteRT"),
+    Variant("power-la-dynamic:saved_model", "power-la", "saved_model", True, "6",
+            "length-aware PoWER-BERT (ceil(l_j*T/N)), length-sorted dynamic padding; SavedModel"),
+    Variant("power-la-dynamic:keras", "power-la", "keras", True, "6",
+            "length-aware PoWER-BERT, length-sorted dynamic padding; in-memory Keras"),
+)
+BY_ID = {v.id: v for v in VARIANTS}
+# Quick: the TF SavedModel variants of items 1, 2, 3 and 6. ONNX is left out because the two
+# tf2onnx conversions alone take 60-80 s of the 3-minute budget on 2 cores (add `--variants`).
+QUICK_VARIANTS = ("bert-padded:saved_model", "bert-dynamic:saved_model", "power:saved_model",
+                  "power-la-dynamic:saved_model")
+# Speedup references: the spec's variants 1, 2 and 4, the SavedModel runtime preferred.
+REFERENCES = {"1": ("bert-padded:saved_model", "bert-padded:keras"),
+              "2": ("bert-dynamic:saved_model", "bert-dynamic:keras"),
+              "4": ("bert-padded:onnx",)}
+
+
+def select_variants(spec=None, quick=False):
+    """Variants named by `spec` (comma-separated or a list): ids, groups, runtimes or item numbers.
+
+    None selects all (quick: `QUICK_VARIANTS`). Raises ValueError naming an unknown name.
+    """
+    if spec is None:
+        return [BY_ID[i] for i in QUICK_VARIANTS] if quick else list(VARIANTS)
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    chosen = set()
+    for name in names:
+        hits = {v.id for v in VARIANTS if name in (v.id, v.group, v.runtime, v.item)}
+        if not hits:
+            raise ValueError(f"unknown variant {name!r}; use ids ({', '.join(BY_ID)}), groups, "
+                             f"runtimes or item numbers 1-7")
+        chosen |= hits
+    return [v for v in VARIANTS if v.id in chosen]
+
+
+def reference_ids(variants):
+    """{"1"|"2"|"4": variant id} of the references present among `variants`."""
+    present = {v.id for v in variants}
+    refs = {}
+    for label, candidates in REFERENCES.items():
+        found = next((c for c in candidates if c in present), None)
+        if found:
+            refs[label] = found
+    return refs
+
+
+# === Batches ===
+
+@dataclasses.dataclass
+class Batches:
+    """Pre-sliced int32 inputs of one pass, the example indices of each batch and its (B, T)."""
+
+    inputs: list
+    indices: list
+    shapes: list
+
+    def distinct_shape_batches(self):
+        """Index of the first batch of every distinct shape (what a warm-up must call)."""
+        seen, first = set(), []
+        for i, shape in enumerate(self.shapes):
+            if shape not in seen:
+                seen.add(shape)
+                first.append(i)
+        return first
+
+
+def make_batches(features, batch_size, dynamic):
+    """Split (n, N) features into batches; `dynamic`: sort by length, trim each to its longest.
+
+    The sort is stable, so equal lengths keep file order; fixed batches keep file order.
+    """
+    lengths = features["attention_mask"].sum(axis=1)
+    n = lengths.shape[0]
+    order = np.argsort(lengths, kind="stable") if dynamic else np.arange(n)
+    batches = Batches([], [], [])
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        width = int(lengths[idx].max()) if dynamic else features["input_ids"].shape[1]
+        batches.inputs.append({name: np.ascontiguousarray(features[name][idx, :width], np.int32)
+                               for name in INPUT_NAMES})
+        batches.indices.append(idx)
+        batches.shapes.append((len(idx), width))
+    return batches
+
+
+# === Exports (cached under one directory, keyed on the source models) ===
+
+_EXPORT_FORMAT = 1
+_ARTIFACTS = {  # artifact -> (model, kind)
+    "bert": ("bert", "saved_model"), "power": ("power", "saved_model"),
+    "bert-dynamic": ("bert", "dynamic_saved_model"), "power-la-dynamic": ("power-la", "dynamic_saved_model"),
+    "bert.onnx": ("bert", "onnx"), "power.onnx": ("power", "onnx"),
+    "bert.tflite": ("bert", "tflite"), "power.tflite": ("power", "tflite"),
+}
+
+
+def artifact_for(variant):
+    if variant.runtime == "saved_model":
+        return f"{variant.group}" if variant.dynamic else variant.model
+    return f"{variant.model}.{variant.runtime}"
+
+
+class Exports:
+    """Creates (or reuses) the exported and converted models the variants need.
+
+    `directory/fingerprint.json` records the size and mtime of the source `.keras` files and the
+    retention; when they change, the cached artifacts are deleted and made again.
+    `seconds[artifact]` is how long each took to make (absent when reused).
+    """
+
+    def __init__(self, directory, models, fingerprint, log=print):
+        self.directory, self.models, self.log = directory, models, log
+        self.seconds = {}
+        os.makedirs(directory, exist_ok=True)
+        marker = os.path.join(directory, "fingerprint.json")
+        old = None
+        if os.path.isfile(marker):
+            with open(marker) as f:
+                old = json.load(f)
+        fingerprint = dict(fingerprint, format=_EXPORT_FORMAT)
+        if old != fingerprint:
+            for name in _ARTIFACTS:
+                path = os.path.join(directory, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.exists(path):
+                    os.remove(path)
+            with open(marker, "w") as f:
+                json.dump(fingerprint, f, indent=2)
+
+    def path(self, artifact):
+        model, kind = _ARTIFACTS[artifact]
+        target = os.path.join(self.directory, artifact)
+        if kind == "saved_model":
+            target = os.path.join(target, "1")
+        if os.path.exists(target):
+            return target
+        started = time.perf_counter()
+        self.log(f"  making {artifact} ({kind}) ...")
+        if kind == "saved_model":
+            self.models.export(model, os.path.dirname(target))
+        elif kind == "dynamic_saved_model":
+            save_dynamic_saved_model(self.models.get(model), target)
+        else:
+            from serving import convert
+
+            source = self.path(model)
+            (convert.convert_onnx if kind == "onnx" else convert.convert_tflite)(source, target)
+        self.seconds[artifact] = time.perf_counter() - started
+        return target
+
+
+def save_dynamic_saved_model(model, target):
+    """SavedModel of `model` whose `serving_default` takes int32 (batch, None) inputs.
+
+    Same outputs as `serving.export`'s signature (`logits`, `probabilities`, `label`), written to
+    a temporary sibling and renamed, so an interrupted run leaves nothing half-written.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, None), tf.int32)
+    module = tf.Module()
+    module.model = model
+
+    @tf.function(input_signature=[spec] * len(INPUT_NAMES))
+    def serve(input_ids, attention_mask, token_type_ids):
+        logits = module.model({"input_ids": input_ids, "attention_mask": attention_mask,
+                               "token_type_ids": token_type_ids}, training=False)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
+                "label": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+
+    staging = f"{target}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    tf.saved_model.save(module, staging, signatures={"serving_default": serve})
+    os.rename(staging, target)
+    return target
+
+
+# === Runners: batch dict of int32 arrays -> logits (numpy) ===
+
+def make_runner(variant, models, exports, threads):
+    """A callable timing code can call on a batch; it returns the logits as a numpy array."""
+    if variant.runtime in ("keras", "xla"):
+        import tensorflow as tf
+
+        model = models.get(variant.model)
+        width = None if variant.dynamic else models.max_length
+        spec = {name: tf.TensorSpec((None, width), tf.int32) for name in INPUT_NAMES}
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                         jit_compile=variant.runtime == "xla")
+        return lambda batch: fn(batch).numpy()
+    from serving.convert import load_runner
+
+    runner = load_runner(exports.path(artifact_for(variant)), num_threads=threads)
+    return lambda batch: runner(batch)["logits"]
