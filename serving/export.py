@@ -199,7 +199,7 @@ def export_run(source, base, version=None, *, init=None, task=None, max_length=N
     else:
         raise ExportError(f"{source} is neither a run directory nor a .keras file")
     spec = get_task(task)
-    model = keras.saving.load_model(model_path)
+    model = keras.saving.load_model(model_path, compile=False)  # inference only: no optimizer
     return export_saved_model(
         model, load_tokenizer(init), base=base, max_length=max_length or spec.max_length,
         label_names=spec.label_names, task_name=spec.name, pair=spec.is_pair,

@@ -159,3 +159,29 @@ def test_stock_tflite_converter_reads_the_export(exported):
     inputs = tokenizer(SENTENCES, max_length=TINY_N)
     out = runner(**{k: v.numpy() for k, v in inputs.items()})
     np.testing.assert_allclose(out["logits"], model(inputs, training=False).numpy(), atol=1e-5)
+
+
+def test_export_run_of_a_trained_model_in_a_fresh_process(tmp_path):
+    # A run's model.keras carries its AdamW + warm-up schedule; exporting must not need the
+    # training modules that define the schedule (a fresh process has not imported them).
+    import keras
+
+    from training.schedules import WarmupLinearDecay
+    from tests.conftest import random_inputs
+
+    model = tiny_classifier(retention=None)
+    model.compile(optimizer=keras.optimizers.AdamW(WarmupLinearDecay(1e-4, 10)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = random_inputs(4, TINY_N)
+    model.fit(x, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    os.makedirs(tmp_path / "run" / "finetune")
+    model.save(tmp_path / "run" / "finetune" / "model.keras")
+    json.dump({"task": "sst2", "init": "minilm-l6", "max_length": TINY_N},
+              open(tmp_path / "run" / "config.json", "w"))
+    script = ("import sys; from serving.export import export_run\n"
+              f"print(export_run({str(tmp_path / 'run')!r}, {str(tmp_path / 'models')!r}))\n"
+              "assert 'training.schedules' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith(os.path.join("models", "1"))
+    assert read_metadata(done.stdout.strip())["label_names"] == ["negative", "positive"]

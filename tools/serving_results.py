@@ -117,7 +117,7 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="serving-results-")
     bases = {}
     for name, step in (("baseline", "finetune"), ("power", "retrain")):
-        model = keras.saving.load_model(os.path.join(args.run, step, "model.keras"))
+        model = keras.saving.load_model(os.path.join(args.run, step, "model.keras"), compile=False)
         bases[name] = os.path.join(work, name)
         export_saved_model(model, tokenizer, base=bases[name], max_length=n, label_names=task.label_names,
                            task_name=task.name, pair=task.is_pair, version=1)
