@@ -243,6 +243,7 @@ def test_exports_are_cached(tiny_run, report, tmp_path):
                           batch_sizes=[4], repeats=1, variants="power:saved_model,power:onnx",
                           export_dir=report["setup"]["export_dir"], log=lambda line: None)
     assert again["setup"]["export_s"] == {}  # nothing re-made
+    assert again["setup"]["export_reused"] == ["power", "power.onnx"]
     assert again["final_line"].startswith("bench sst2: no PoWER-BERT vs padded-baseline comparison")
 
 

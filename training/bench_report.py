@@ -116,6 +116,8 @@ def markdown(report):
         lines.append(f"| load model `{name}` | {sec:.1f} | {_f(setup['model_load_rss_mb'].get(name), '.0f')} |")
     for name, sec in setup["export_s"].items():
         lines.append(f"| make `{name}` | {sec:.1f} | |")
+    for name in setup.get("export_reused", []):
+        lines.append(f"| `{name}` reused from {setup['export_dir']} | - | |")
     for name, sec in setup["runner_load_s"].items():
         lines.append(f"| load runner `{name}` | {sec:.2f} | {_f(setup['runner_load_rss_mb'].get(name), '.0f')} |")
     lines += ["", "## Method", ""] + [f"- {line}" for line in report["method"]] + [""]

@@ -108,7 +108,8 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         "variants": [{"id": v.id, "item": v.item, "description": v.description} for v in chosen],
         "skipped": skipped,
         "setup": {"model_load_s": models.load_seconds, "model_load_rss_mb": models.load_rss_mb,
-                  "export_s": exports.seconds, "export_dir": os.path.abspath(exports.directory),
+                  "export_s": exports.seconds, "export_reused": exports.reused,
+                  "export_dir": os.path.abspath(exports.directory),
                   "runner_load_s": runner_s, "runner_load_rss_mb": runner_mb,
                   "warmup": {f"{vid}@{b}": w for (vid, b), w in warmup.items()}},
         "rows": rows, "xla": xla_rows(rows, warmup), "length_aware": length_aware_rows(rows),
@@ -182,10 +183,18 @@ def _prepare_runners(chosen, models, exports, threads, log):
     """Make the exports each variant needs and load its runner; a variant whose conversion or
     runtime fails (`ConversionError`, e.g. onnxruntime missing) is skipped, the rest still run."""
     runners, seconds, rss_mb, skipped = {}, {}, {}, {}
-    for v in chosen:
+    for v in chosen:  # every conversion first, so its garbage is not counted as a runner's memory
         try:
             if v.runtime not in ("keras", "xla"):
                 exports.path(artifact_for(v))
+        except ConversionError as err:
+            skipped[v.id] = str(err)
+            log(f"  skipping {v.id}: {err}")
+    for v in chosen:
+        if v.id in skipped:
+            continue
+        gc.collect()
+        try:
             before, t0 = rss_kb(), time.perf_counter()
             runners[v.id] = make_runner(v, models, exports, threads)
             seconds[v.id], rss_mb[v.id] = time.perf_counter() - t0, (rss_kb() - before) / 1024

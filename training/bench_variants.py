@@ -164,12 +164,12 @@ class Exports:
 
     `directory/fingerprint.json` records the size and mtime of the source `.keras` files and the
     retention; when they change, the cached artifacts are deleted and made again.
-    `seconds[artifact]` is how long each took to make (absent when reused).
+    `seconds[artifact]` is how long each took to make; `reused` lists those found in the cache.
     """
 
     def __init__(self, directory, models, fingerprint, log=print):
         self.directory, self.models, self.log = directory, models, log
-        self.seconds = {}
+        self.seconds, self.reused = {}, []
         os.makedirs(directory, exist_ok=True)
         marker = os.path.join(directory, "fingerprint.json")
         old = None
@@ -193,6 +193,8 @@ class Exports:
         if kind == "saved_model":
             target = os.path.join(target, "1")
         if os.path.exists(target):
+            if artifact not in self.seconds and artifact not in self.reused:
+                self.reused.append(artifact)
             return target
         started = time.perf_counter()
         self.log(f"  making {artifact} ({kind}) ...")
