@@ -48,11 +48,10 @@ def next_version(base):
     return max(versions) + 1 if versions else 1
 
 
-class _ServingModule(tf.Module):
+class _ServingFunctions:
     """Builds the two serving functions around the Keras classifier and the tokenizer."""
 
     def __init__(self, model, tokenizer, max_length, label_names, pair):
-        super().__init__(name="powerbert_serving")
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.pair = max_length, pair
         self.regression = model.num_classes == 1
@@ -140,7 +139,7 @@ def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base)
     try:
         with tempfile.TemporaryDirectory() as asset_src:
-            functions = _ServingModule(model, tokenizer, max_length, label_names, pair)
+            functions = _ServingFunctions(model, tokenizer, max_length, label_names, pair)
             signatures = {SERVING_SIGNATURE: functions.ids_signature().get_concrete_function(),
                           TEXT_SIGNATURE: functions.text_signature().get_concrete_function()}
             # The root tracks the tf.Variables the signatures capture, not the Keras model: with
