@@ -58,6 +58,24 @@ class PowerBertClassifier(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+    def with_elimination(self, **mode):
+        """A new classifier with this one's weights and another elimination mode.
+
+        `mode`: `PowerBertEncoder` arguments (`elimination`, `retention`, `sequence_length`,
+        `length_aware`). Soft-extract retention weights are not carried over. This is how
+        fine-tuned weights enter the search, searched weights enter re-training, and re-trained
+        weights become a length-aware model.
+        """
+        from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
+        from powerbert_tf.loading import build_encoder
+
+        encoder = build_encoder(self.encoder.bert_config, **mode)
+        copy_encoder_weights(self.encoder, encoder)
+        model = PowerBertClassifier(encoder, num_classes=self.num_classes, dropout=self.dropout)
+        model.build()
+        model.head.set_weights(self.head.get_weights())
+        return model
+
     @classmethod
     def from_pretrained(cls, name_or_path, num_classes=2, dropout=0.1, **encoder_kwargs):
         """Classifier on a pretrained encoder (`load_encoder` arguments), with a new random head."""

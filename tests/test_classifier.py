@@ -48,3 +48,14 @@ def test_fit_reduces_loss(tiny_config, mode):
 def test_rejects_zero_classes(tiny_config):
     with pytest.raises(ValueError, match="num_classes"):
         PowerBertClassifier(build_encoder(tiny_config), num_classes=0)
+
+
+def test_with_elimination_keeps_the_weights(tiny_config):
+    # Hard extract keeping all N word vectors is no elimination, so a copy in that mode must
+    # give the original model's outputs: the weights (encoder and head) came across.
+    model = PowerBertClassifier(build_encoder(tiny_config), num_classes=3, dropout=0.2)
+    model.build()
+    copy = model.with_elimination(elimination="hard", retention=[12, 12, 12], sequence_length=12)
+    assert copy.encoder.elimination == "hard" and (copy.num_classes, copy.dropout) == (3, 0.2)
+    x = random_inputs(4, 12)
+    np.testing.assert_allclose(copy(x).numpy(), model(x).numpy(), atol=1e-5)

@@ -93,18 +93,8 @@ class RunModels:
         return model
 
     def _build_length_aware(self):
-        from powerbert_tf import PowerBertClassifier
-        from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
-        from powerbert_tf.loading import build_encoder
-
-        power = self.get("power")
-        encoder = build_encoder(power.encoder.bert_config, elimination="hard", retention=self.retention,
-                                length_aware=True)
-        copy_encoder_weights(power.encoder, encoder)
-        model = PowerBertClassifier(encoder, num_classes=power.num_classes, dropout=power.dropout)
-        model.build()
-        model.head.set_weights(power.head.get_weights())
-        return model
+        return self.get("power").with_elimination(elimination="hard", retention=self.retention,
+                                                  length_aware=True)
 
     def export(self, name, base):
         """`serving.export.export_saved_model` of model `name` as version 1 of `base`."""

@@ -14,8 +14,7 @@ import keras
 import tensorflow as tf
 
 from powerbert_tf import PowerBertClassifier, RetentionConfig, load_tokenizer
-from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
-from powerbert_tf.loading import build_encoder, resolve_checkpoint
+from powerbert_tf.loading import resolve_checkpoint
 from powerbert_tf.bert_config import BertConfig
 from training.config import STEPS, TrainConfig
 from training.data import read_split
@@ -133,20 +132,12 @@ class Pipeline:
         return self._fit("finetune", lambda: PowerBertClassifier.from_pretrained(
             c.init, num_classes=self.task.num_labels, dropout=c.dropout), bucket=c.bucket_finetune)
 
-    def _classifier_like(self, source, **mode):
-        encoder = build_encoder(source.encoder.bert_config, **mode)
-        copy_encoder_weights(source.encoder, encoder)
-        model = PowerBertClassifier(encoder, num_classes=self.task.num_labels, dropout=self.config.dropout)
-        model.build()
-        model.head.set_weights(source.head.get_weights())
-        return model
-
     def _search(self):
         c = self.config
         finetuned = keras.saving.load_model(self.path("finetune", "model.keras"))
         make_stream, total = self._train_plan("search", bucket=False, drop_remainder=True)
         with self.strategy.scope():
-            model = self._classifier_like(finetuned, elimination="soft", sequence_length=c.max_length)
+            model = finetuned.with_elimination(elimination="soft", sequence_length=c.max_length)
             search = ConfigurationSearch(
                 model, self._loss(reduction="none"), lam=c.lambda_, lr_bert=c.lr_bert,
                 lr_soft=c.lr_soft_extract, total_steps=total, global_batch=c.batch_size,
@@ -179,8 +170,8 @@ class Pipeline:
         if not os.path.exists(source):  # re-training without a search starts from the fine-tuned model
             source = self.path("finetune", "model.keras")
         searched = keras.saving.load_model(source)
-        return self._fit("retrain", lambda: self._classifier_like(
-            searched, elimination="hard", retention=retention), bucket=False)
+        return self._fit("retrain", lambda: searched.with_elimination(
+            elimination="hard", retention=retention), bucket=False)
 
     # === Summary ===
     def write_summary(self):
