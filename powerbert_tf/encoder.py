@@ -104,8 +104,9 @@ class PowerBertEncoder(keras.Model):
             details["attention_masks"].append(mask)
             out = layer(hidden, mask, training=training, return_scores=return_details, keep=keep)
             hidden, mask = out["hidden"], out["attention_mask"]
-            details["attention_probs"].append(out["attention_probs"])
-            details["significance"].append(out.get("significance"))
+            if return_details:
+                details["attention_probs"].append(out["attention_probs"])
+                details["significance"].append(out["significance"])
         outputs = {"sequence_output": hidden,
                    "pooled_output": self.pooler(hidden[:, 0, :]),
                    "attention_mask": mask}

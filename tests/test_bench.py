@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from powerbert_tf import RetentionConfig
 from training.bench import BenchError, add_bench_parser, bench_main, run_benchmark
 from training.bench_stats import (accuracy, kept_function, pass_summary, result_rows, rotated,
                                   token_layers, xla_payoff)
-from training.bench_variants import VARIANTS, make_batches, reference_ids, select_variants
+from training.bench_variants import VARIANTS, code_fingerprint, make_batches, reference_ids, select_variants
 from tests.serving_fixtures import TINY_N, TINY_RETENTION, tiny_classifier, tiny_tokenizer, tiny_vocab
 
 SENTENCES = ["the movie was good", "awful plot , dull actors !", "this is not very fun but the story is great",
@@ -245,6 +246,21 @@ def test_exports_are_cached(tiny_run, report, tmp_path):
     assert again["setup"]["export_s"] == {}  # nothing re-made
     assert again["setup"]["export_reused"] == ["power", "power.onnx"]
     assert again["final_line"].startswith("bench sst2: no PoWER-BERT vs padded-baseline comparison")
+
+
+def test_exports_made_by_other_code_are_made_again(tiny_run, report, tmp_path):
+    export_dir = str(tmp_path / "exports")
+    shutil.copytree(report["setup"]["export_dir"], export_dir)
+    marker = os.path.join(export_dir, "fingerprint.json")
+    with open(marker) as f:
+        fingerprint = json.load(f)
+    assert fingerprint["code"] == code_fingerprint()
+    with open(marker, "w") as f:
+        json.dump(dict(fingerprint, code="an older powerbert_tf"), f)
+    again = run_benchmark(tiny_run, out=str(tmp_path), examples=(SENTENCES, LABELS), tokenizer=tiny_tokenizer(),
+                          batch_sizes=[4], repeats=1, variants="power:saved_model",
+                          export_dir=export_dir, log=lambda line: None)
+    assert list(again["setup"]["export_s"]) == ["power"] and again["setup"]["export_reused"] == []
 
 
 def test_sentence_pairs(tmp_path):

@@ -14,6 +14,7 @@ so their SavedModel is a bench-local export with a (batch, None) signature.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ import time
 
 import numpy as np
 
+import powerbert_tf
+import serving
 from powerbert_tf.encoder import INPUT_NAMES
 
 
@@ -144,7 +147,21 @@ def make_batches(features, batch_size, dynamic):
 
 # === Exports (cached under one directory, keyed on the source models) ===
 
-_EXPORT_FORMAT = 1
+def code_fingerprint():
+    """sha256 of the sources that shape an export (`powerbert_tf`, `serving`): a cached export
+    made by other code is made again."""
+    digest = hashlib.sha256()
+    for package in (powerbert_tf, serving):
+        root = os.path.dirname(package.__file__)
+        for folder, _, files in sorted(os.walk(root)):
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()
+
+
 _ARTIFACTS = {  # artifact -> (model, kind)
     "bert": ("bert", "saved_model"), "power": ("power", "saved_model"),
     "bert-dynamic": ("bert", "dynamic_saved_model"), "power-la-dynamic": ("power-la", "dynamic_saved_model"),
@@ -162,8 +179,9 @@ def artifact_for(variant):
 class Exports:
     """Creates (or reuses) the exported and converted models the variants need.
 
-    `directory/fingerprint.json` records the size and mtime of the source `.keras` files and the
-    retention; when they change, the cached artifacts are deleted and made again.
+    `directory/fingerprint.json` records the size and mtime of the source `.keras` files, the
+    retention and `code_fingerprint()`; when they change, the cached artifacts are deleted and
+    made again.
     `seconds[artifact]` is how long each took to make; `reused` lists those found in the cache.
     """
 
@@ -176,7 +194,7 @@ class Exports:
         if os.path.isfile(marker):
             with open(marker) as f:
                 old = json.load(f)
-        fingerprint = dict(fingerprint, format=_EXPORT_FORMAT)
+        fingerprint = dict(fingerprint, code=code_fingerprint())
         if old != fingerprint:
             for name in _ARTIFACTS:
                 path = os.path.join(directory, name)

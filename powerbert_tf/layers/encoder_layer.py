@@ -1,6 +1,7 @@
 """One transformer encoder layer with an optional word-vector elimination step."""
 
 import keras
+import tensorflow as tf
 
 from powerbert_tf.layers.hard_extract import HardExtract
 from powerbert_tf.layers.self_attention import SelfAttention
@@ -25,6 +26,10 @@ class EncoderLayer(keras.layers.Layer):
 
     Elimination sits between the two sub-blocks, as in PoWER-BERT: the attention of this layer
     decides which word vectors the feed-forward network (and every later layer) still sees.
+    Hard mode selects the rows earlier, right after the attention probabilities, which gives the
+    same vectors (everything up to the norm is per position) while skipping the output
+    projection of dropped rows; a layer keeping one vector keeps [CLS] whatever the scores, so
+    it computes only [CLS]'s query.
 
     Args:
         elimination: "none", "soft" (`SoftExtract` over `sequence_length` ranks) or "hard"
@@ -33,11 +38,12 @@ class EncoderLayer(keras.layers.Layer):
     Call args:
         hidden: float (B, T, D).
         attention_mask: (B, T), 1 for real tokens.
+        return_scores: also return `attention_probs` (B, H, T, T) and `significance` (B, T).
+        keep: hard mode: override `keep` for this call (length-aware retention).
 
     Returns:
-        dict with `hidden` (B, T', D), `attention_mask` (B, T'), `attention_probs`
-        (B, H, T, T) and, unless `elimination="none"` and `return_scores` is False,
-        `significance` (B, T). T' = min(keep, T) in hard mode, else T.
+        dict with `hidden` (B, T', D) and `attention_mask` (B, T'), T' = min(keep, T) in hard
+        mode, else T; plus the scores when asked for.
     """
 
     def __init__(self, hidden_size, num_heads, intermediate_size, activation="gelu", dropout=0.1,
@@ -94,19 +100,44 @@ class EncoderLayer(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden, attention_mask, training=None, return_scores=False, keep=None):
-        attended, probs = self.attention(hidden, attention_mask, training=training)
-        hidden = self.attention_norm(hidden + self.attention_dropout_layer(attended, training=training))
-        outputs = {"attention_probs": probs}
+        if self._keeps_one(hidden, keep) and not return_scores:
+            return self._call_keeping_cls(hidden, attention_mask, training)
+        context, probs = self.attention.context(hidden, attention_mask, training=training)
+        outputs = {}
         if self.extract is not None or return_scores:
             scores = significance_scores(probs, attention_mask)
-            outputs["significance"] = scores
-            if self.extract is not None:
-                extract_args = {"keep": keep} if keep is not None else {}
-                hidden, attention_mask = self.extract(hidden, attention_mask, scores, **extract_args)[:2]
-        ffn = self.output_dense(self.intermediate(hidden))
-        outputs["hidden"] = self.output_norm(hidden + self.output_dropout_layer(ffn, training=training))
-        outputs["attention_mask"] = attention_mask
+            if return_scores:
+                outputs.update(attention_probs=probs, significance=scores)
+        if self.elimination == "hard":
+            extract_args = {"keep": keep} if keep is not None else {}
+            hidden, attention_mask, positions = self.extract(hidden, attention_mask, scores, **extract_args)
+            context = tf.gather(context, positions, batch_dims=1)
+        hidden = self._attention_output(hidden, context, training)
+        if self.elimination == "soft":
+            hidden, attention_mask = self.extract(hidden, attention_mask, scores)
+        outputs.update(hidden=self._feed_forward(hidden, training), attention_mask=attention_mask)
         return outputs
+
+    def _keeps_one(self, hidden, keep):
+        keep = self.keep if keep is None else keep
+        return self.elimination == "hard" and isinstance(keep, int) and (keep == 1 or hidden.shape[1] == 1)
+
+    def _call_keeping_cls(self, hidden, attention_mask, training):
+        # [CLS] ranks first whatever the significance, so no scores are needed and of all the
+        # queries only [CLS]'s (keys and values still come from every position).
+        unscored = tf.zeros(tf.shape(attention_mask), hidden.dtype)
+        kept, kept_mask, positions = self.extract(hidden, attention_mask, unscored, keep=1)
+        context, _ = self.attention.context(hidden, attention_mask, training=training, query_positions=positions)
+        hidden = self._attention_output(kept, context, training)
+        return {"hidden": self._feed_forward(hidden, training), "attention_mask": kept_mask}
+
+    def _attention_output(self, hidden, context, training):
+        attended = self.attention.project(context)
+        return self.attention_norm(hidden + self.attention_dropout_layer(attended, training=training))
+
+    def _feed_forward(self, hidden, training):
+        ffn = self.output_dense(self.intermediate(hidden))
+        return self.output_norm(hidden + self.output_dropout_layer(ffn, training=training))
 
     def get_config(self):
         config = super().get_config()

@@ -22,6 +22,9 @@ class SelfAttention(keras.layers.Layer):
     Returns:
         `(output, probs)`: float (B, T, D) after the output projection (before the residual), and
         the softmax probabilities (B, H, T, T) indexed [b, h, query, key], before dropout.
+
+    `context` and `project` are the two halves of `call`, so a caller can drop query rows in
+    between (each output row depends only on its own query's row of `probs`).
     """
 
     def __init__(self, hidden_size, num_heads, dropout=0.1, initializer_range=0.02, **kwargs):
@@ -56,8 +59,26 @@ class SelfAttention(keras.layers.Layer):
         return tf.transpose(x, [0, 2, 1, 3])  # (B, H, T, d)
 
     def call(self, hidden, attention_mask, training=None):
+        context, probs = self.context(hidden, attention_mask, training=training)
+        return self.project(context), probs
+
+    def context(self, hidden, attention_mask, training=None, query_positions=None):
+        """The attention-weighted values before the output projection.
+
+        Args:
+            query_positions: optional int32 (B, Q): compute only these query rows (keys and
+                values still come from all T positions). Default: all T.
+
+        Returns:
+            `(context, probs)`: float (B, Q, D), one row per query, and the probabilities
+            (B, H, Q, T) before dropout.
+        """
         batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
-        q = self._split_heads(self.query(hidden), batch, length)
+        queries, num_queries = hidden, length
+        if query_positions is not None:
+            queries = tf.gather(hidden, query_positions, batch_dims=1)
+            num_queries = tf.shape(query_positions)[1]
+        q = self._split_heads(self.query(queries), batch, num_queries)
         k = self._split_heads(self.key(hidden), batch, length)
         v = self._split_heads(self.value(hidden), batch, length)
 
@@ -68,9 +89,13 @@ class SelfAttention(keras.layers.Layer):
         bias = tf.expand_dims(tf.expand_dims((1.0 - key_mask) * -10000.0, 1), 1)  # (B, 1, 1, T)
         probs = tf.nn.softmax(logits + bias, axis=-1)
 
-        context = tf.matmul(self.dropout_layer(probs, training=training), v)  # (B, H, T, d)
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, length, self.hidden_size])
-        return self.output_dense(context), probs
+        context = tf.matmul(self.dropout_layer(probs, training=training), v)  # (B, H, Q, d)
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, num_queries, self.hidden_size])
+        return context, probs
+
+    def project(self, context):
+        """Output projection of `context` rows: float (B, Q, D) -> (B, Q, D), Q any number of rows."""
+        return self.output_dense(context)
 
     def get_config(self):
         config = super().get_config()
