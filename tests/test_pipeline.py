@@ -69,6 +69,38 @@ def test_other_settings_in_same_run_dir_are_refused(tiny, tmp_path):
         run(tiny, tmp_path, steps=(), lambda_=0.5)
 
 
+def test_run_started_before_a_setting_existed_resumes(tiny, tmp_path):
+    run(tiny, tmp_path, steps=())
+    with open(tmp_path / "config.json") as f:
+        saved = json.load(f)
+    del saved["length_aware"]  # what a config.json written before the flag existed looks like
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(saved, f)
+    run(tiny, tmp_path, steps=())
+    with pytest.raises(RunConfigMismatch, match="length_aware"):
+        run(tiny, tmp_path, steps=(), length_aware=True)
+
+
+def test_length_aware_retrain_sees_bucketed_batches(tiny, tmp_path, monkeypatch):
+    seen_lengths = set()
+    real_fit = Pipeline._fit
+
+    def spy(self, step, build_model, bucket, dev_bucket=False):
+        if step == "retrain":
+            model = build_model()
+            assert model.encoder.length_aware and bucket and dev_bucket
+            make_stream, _ = self._train_plan(step, bucket=bucket, drop_remainder=False)
+            seen_lengths.update(int(x["input_ids"].shape[1]) for x, _ in make_stream(0))
+        return real_fit(self, step, build_model, bucket, dev_bucket)
+
+    monkeypatch.setattr(Pipeline, "_fit", spy)
+    summary = run(tiny, tmp_path, length_aware=True, retention=(12, 6, 3))
+    assert len(seen_lengths) > 1 and max(seen_lengths) < 16  # trimmed to each batch's longest
+    final = keras.saving.load_model(tmp_path / "retrain" / "model.keras")
+    assert final.encoder.length_aware and final.encoder.retention.lengths == (12, 6, 3)
+    assert 0.0 <= summary["power_bert"]["accuracy"] <= 1.0
+
+
 class Killed(BaseException):
     """Stands in for SIGKILL: not an Exception, so nothing on the way catches it."""
 

@@ -57,6 +57,9 @@ def build_parser():
                        help="comma-separated l_1..l_L to re-train with instead of the searched one")
     train.add_argument("--no-bucket", action="store_true",
                        help="fine-tune at fixed length N instead of length-bucketed batches")
+    train.add_argument("--length-aware", action="store_true",
+                       help="re-train with length-aware retention: length-bucketed batches, layer j of "
+                            "a batch of length T keeps ceil(l_j*T/N) word vectors (dev is bucketed too)")
     train.add_argument("--strategy", default="default", choices=("default", "mirrored"),
                        help="tf.distribute strategy of the search loop (mirrored: all local devices)")
     train.add_argument("--quiet", action="store_true", help="one line per chunk instead of progress bars")
@@ -91,6 +94,8 @@ def _config_from_args(args):
     overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in _OVERRIDES}
     if args.no_bucket:
         overrides["bucket_finetune"] = False
+    if args.length_aware:
+        overrides["length_aware"] = True
     if args.retention:
         try:
             overrides["retention"] = tuple(int(v) for v in args.retention.split(","))

@@ -48,6 +48,7 @@ class TrainConfig:
     retrain_subset: Optional[int] = None
     dev_subset: Optional[int] = None
     bucket_finetune: bool = True
+    length_aware: bool = False
     rounding: str = "ceil"
     retention: Optional[tuple] = None
     seed: int = 0
@@ -71,6 +72,11 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    @classmethod
+    def defaults(cls):
+        """{field: default} of the fields that have one."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
     def save(self, path):
         with open(path, "w") as f:

@@ -60,6 +60,8 @@ class Pipeline:
     def _check_run_dir(self):
         os.makedirs(self.out_dir, exist_ok=True)
         saved = read_json(self.path("config.json"))
+        if saved is not None:  # settings added since the run started count with their defaults
+            saved = {**TrainConfig.defaults(), **saved}
         if saved is not None and saved != self.config.to_dict():
             changed = sorted(k for k in set(saved) | set(self.config.to_dict())
                              if saved.get(k) != self.config.to_dict().get(k))
@@ -81,8 +83,8 @@ class Pipeline:
                             is_regression=self.task.is_regression, shuffle=shuffle, seed=c.seed + epoch,
                             subset=subset, subset_seed=c.seed, bucket=bucket, drop_remainder=drop_remainder)
 
-    def dev_dataset(self):
-        return self._dataset(self.dev, subset=self.config.dev_subset, shuffle=False, batch_size=64)
+    def dev_dataset(self, bucket=False):
+        return self._dataset(self.dev, subset=self.config.dev_subset, shuffle=False, batch_size=64, bucket=bucket)
 
     def _train_plan(self, step, bucket, drop_remainder):
         """(make_stream(skip), batches per epoch x epochs) for a step."""
@@ -117,10 +119,10 @@ class Pipeline:
                       loss=self._loss())
         return model
 
-    def _fit(self, step, build_model, bucket):
+    def _fit(self, step, build_model, bucket, dev_bucket=False):
         make_stream, total = self._train_plan(step, bucket=bucket, drop_remainder=False)
         progress = checkpointed_fit(
-            lambda steps: self._compile(build_model(), steps), make_stream, total, self.dev_dataset(),
+            lambda steps: self._compile(build_model(), steps), make_stream, total, self.dev_dataset(bucket=dev_bucket),
             self.task, self.path(step), self.path("logs", step), self.config.checkpoint_every, self.verbose)
         shutil.copy(self.path(step, "best.keras"), self.path(step, "model.keras"))
         write_json(self.path(step, "metrics.json"), progress["best"]["dev"])
@@ -170,8 +172,11 @@ class Pipeline:
         if not os.path.exists(source):  # re-training without a search starts from the fine-tuned model
             source = self.path("finetune", "model.keras")
         searched = keras.saving.load_model(source)
+        # Length-aware models are trained and judged on length-bucketed batches: that is how they
+        # prune (at T = N they are the plain hard model).
         return self._fit("retrain", lambda: searched.with_elimination(
-            elimination="hard", retention=retention), bucket=False)
+            elimination="hard", retention=retention, length_aware=c.length_aware),
+            bucket=c.length_aware, dev_bucket=c.length_aware)
 
     # === Summary ===
     def write_summary(self):
