@@ -13,8 +13,8 @@ import pytest
 
 from powerbert_tf import RetentionConfig
 from training.bench import BenchError, add_bench_parser, bench_main, run_benchmark
-from training.bench_stats import (accuracy, kept_function, pass_summary, result_rows, rotated,
-                                  token_layers, xla_payoff)
+from training.bench_stats import (accuracy, kept_function, layer_macs, matmul_work, pass_summary, result_rows,
+                                  rotated, token_layers, xla_payoff)
 from training.bench_variants import VARIANTS, code_fingerprint, make_batches, reference_ids, select_variants
 from tests.serving_fixtures import TINY_N, TINY_RETENTION, tiny_classifier, tiny_tokenizer, tiny_vocab
 
@@ -81,6 +81,19 @@ def test_token_layers_and_the_flop_bound():
     # Length-aware at T=8 keeps ceil(12*8/16), ceil(8*8/16), ceil(4*8/16) = 6, 4, 2.
     assert token_layers([(3, 8)], kept_function("power-la", 3, retention)) == 3 * 12
     assert token_layers([(3, 8)], kept_function("bert", 3)) == 3 * 24
+
+
+def test_matmul_work_by_hand():
+    # H=4, I=8, T=3, all kept: QKV 3*3*16 + scores/context 2*3*3*4 + output 3*16 + FFN 2*3*4*8.
+    assert layer_macs(3, 3, 4, 8) == 144 + 72 + 48 + 192
+    # Keeping 1 of 3 with the [CLS] shortcut: K, V 2*3*16, Q 16, scores/context 2*1*3*4,
+    # output 16, FFN 2*4*8.
+    assert layer_macs(3, 1, 4, 8, cls_only=True) == 96 + 16 + 24 + 16 + 64
+    retention = RetentionConfig((2, 1), 3)
+    power = kept_function("power", 2, retention)
+    assert matmul_work([(5, 3)], power, 4, 8, cls_shortcut=True) == 5 * (
+        layer_macs(3, 2, 4, 8) + layer_macs(2, 1, 4, 8, cls_only=True))
+    assert matmul_work([(5, 3)], kept_function("bert", 2), 4, 8) == 5 * 2 * layer_macs(3, 3, 4, 8)
 
 
 def test_xla_payoff_and_rotation():
@@ -222,6 +235,10 @@ def test_ratios_and_bounds_are_those_of_the_medians(report):
     assert power["work_bound"] == pytest.approx(2.0)  # fixed N: exactly L*N/sum(l_j)
     assert power["bound_achieved"] == pytest.approx(power["speedup"]["1"] / 2.0)
     assert rows[("bert-dynamic:keras", 4)]["work_bound"] > 1  # shorter batches, less work
+    # Retention (12, 8, 4) of 16 keeps more than one vector everywhere: no [CLS] shortcut, and
+    # the attention of layer j runs on l_{j-1} vectors, so the MAC bound is below L*N/sum(l_j).
+    assert 1 < power["matmul_bound"] < power["work_bound"]
+    assert power["matmul_achieved"] == pytest.approx(power["speedup"]["1"] / power["matmul_bound"])
 
 
 def test_accuracy_matches_the_models_own_predictions(report, tiny_run):

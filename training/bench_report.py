@@ -77,8 +77,9 @@ def markdown(report):
     for batch in report["batch_sizes"]:
         lines += [f"## Batch size {batch}", "",
                   "| variant | item | examples/s | pass s: median (min-max) | p50 ms/batch | p99 ms/batch "
-                  f"| peak MB | accuracy %{metric_head} | x vs 1 | x vs 2 | x vs 4 | work bound | achieved |",
-                  "|---|---|---|---|---|---|---|---|" + metric_rule + "---|---|---|---|---|"]
+                  f"| peak MB | accuracy %{metric_head} | x vs 1 | x vs 2 | x vs 4 | work bound | achieved "
+                  "| MAC bound | achieved |",
+                  "|---|---|---|---|---|---|---|---|" + metric_rule + "---|---|---|---|---|---|---|"]
         for r in (r for r in report["rows"] if r["batch_size"] == batch):
             s = r["speedup"]
             metric_cell = f" | {_pct(r['metric'])}" if other else ""
@@ -86,7 +87,8 @@ def markdown(report):
                 f"| `{r['variant']}` | {r['item']} | {r['examples_per_s']:.1f} | {r['median_s']:.3f} "
                 f"({r['min_s']:.3f}-{r['max_s']:.3f}) | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{_f(r['peak_rss_mb'], '.0f')} | {_pct(r['accuracy'])}{metric_cell} | {_f(s.get('1'))} | "
-                f"{_f(s.get('2'))} | {_f(s.get('4'))} | {_f(r['work_bound'])} | {_f(r['bound_achieved'])} |")
+                f"{_f(s.get('2'))} | {_f(s.get('4'))} | {_f(r['work_bound'])} | {_f(r['bound_achieved'])} | "
+                f"{_f(r.get('matmul_bound'))} | {_f(r.get('matmul_achieved'))} |")
         lines.append("")
     if report["xla"]:
         lines += ["## XLA (`jit_compile=True`, fixed shapes)", "",
@@ -174,6 +176,12 @@ def method_notes(memory_method):
         "Work bound = token-layers of variant 1 / this variant's (a layer keeping t word vectors "
         "of a batch of B costs B*t; the attention's T^2 term and the embeddings are ignored). For "
         "PoWER-BERT at N it is the paper's FLOP bound L*N/sum(l_j). Achieved = (x vs 1) / bound.",
+        "MAC bound = multiply-accumulates of variant 1's encoder layers / this variant's, counted "
+        "as the layers compute them: a layer's query/key/value projections and attention run on "
+        "the vectors entering it (only [CLS]'s query in a PoWER-BERT layer keeping one), its "
+        "output projection and feed-forward on the vectors it keeps. It is the speedup if every "
+        "multiply-accumulate ran at the same speed and nothing else cost time; achieved = "
+        "(x vs 1) / MAC bound.",
         f"Peak memory of a pass: {memory_method}; the table shows the largest over repeats. It "
         "counts what a pass allocates beyond what is already resident (weights, runtime arenas "
         "kept from earlier passes), so it measures activations, not the model; model and runner "

@@ -19,8 +19,8 @@ from training.bench import (DEFAULT_BATCH_SIZES, DEFAULT_REPEATS, QUICK_BATCH_SI
                             QUICK_REPEATS, BenchError)
 from training.bench_report import final_line, method_notes, write_report
 from training.bench_setup import PeakRss, RunModels, load_average, machine_info, read_run_config, rss_kb
-from training.bench_stats import (accuracy, kept_function, length_aware_rows, result_rows, rotated,
-                                  token_layers, xla_rows)
+from training.bench_stats import (accuracy, kept_function, length_aware_rows, matmul_work, result_rows,
+                                  rotated, token_layers, xla_rows)
 from training.bench_variants import (Exports, artifact_for, make_batches, make_runner, reference_ids,
                                      select_variants)
 
@@ -89,8 +89,11 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         v = next(x for x in chosen if x.id == vid)
         plan = batches[(v.dynamic, b)]
         logits = m.pop("logits")
-        m["token_layers"] = token_layers(plan.shapes, kept_function(
-            v.model, models.get(v.model).encoder.bert_config.num_hidden_layers, models.retention))
+        bert_config = models.get(v.model).encoder.bert_config
+        kept = kept_function(v.model, bert_config.num_hidden_layers, models.retention)
+        m["token_layers"] = token_layers(plan.shapes, kept)
+        m["matmul_work"] = matmul_work(plan.shapes, kept, bert_config.hidden_size, bert_config.intermediate_size,
+                                       cls_shortcut=v.model == "power")
         m["accuracy"] = accuracy(logits, labels) if task.num_labels > 1 else None
         m["extra_metric"] = compute_metrics(task, labels, logits)["primary"]
         m["extra"] = {"model": v.model, "runtime": v.runtime, "item": v.item, "metric": m.pop("extra_metric"),

@@ -63,6 +63,36 @@ def token_layers(batch_shapes, kept_per_layer):
     return int(sum(b * sum(kept_per_layer(t)) for b, t in batch_shapes))
 
 
+def layer_macs(t_in, t_out, hidden, intermediate, cls_only=False):
+    """Multiply-accumulates of one encoder layer for one example, as `EncoderLayer` computes them.
+
+    Keys and values of the `t_in` vectors entering the layer, queries of all of them (only
+    [CLS]'s when `cls_only`: a hard layer keeping one vector), their attention scores and
+    context, then output projection and feed-forward of the `t_out` vectors kept.
+    """
+    queries = 1 if cls_only else t_in
+    attention = (2 * t_in + queries) * hidden * hidden + 2 * queries * t_in * hidden
+    return attention + t_out * hidden * (hidden + 2 * intermediate)
+
+
+def matmul_work(batch_shapes, kept_per_layer, hidden, intermediate, cls_shortcut=False):
+    """Multiply-accumulates of one pass's encoder layers (embeddings and head left out).
+
+    Args:
+        batch_shapes: (B, T) per batch.
+        kept_per_layer: T -> word vectors kept by each layer (`kept_function`).
+        cls_shortcut: layers keeping one vector compute only [CLS]'s query (hard extract with a
+            static keep, i.e. PoWER-BERT at N; not length-aware models, whose keep is a tensor).
+    """
+    total = 0
+    for b, t in batch_shapes:
+        t_in = t
+        for t_out in kept_per_layer(t):
+            total += b * layer_macs(t_in, t_out, hidden, intermediate, cls_only=cls_shortcut and t_out == 1)
+            t_in = t_out
+    return int(total)
+
+
 def kept_function(kind, num_layers, retention=None):
     """`T -> kept per layer` of a model kind: "bert" (all T), "power" (l_j, capped at T),
     "power-la" (ceil(l_j * T / N)), `retention` a `RetentionConfig` for the last two."""
@@ -87,12 +117,14 @@ def result_rows(measurements, n_examples, references, work_reference=None):
 
     Args:
         measurements: {(variant id, batch size): {"pass_seconds": [...], "latencies": [[...]],
-            optional "token_layers", "accuracy", "peak_rss_mb": [...], "extra": {...}}}.
+            optional "token_layers", "matmul_work", "accuracy", "peak_rss_mb": [...],
+            "extra": {...}}}.
         n_examples: sentences per pass.
         references: {label: variant id}, e.g. {"1": "bert-padded:saved_model"}; each row gets
             `speedup[label]` = reference median / row median at the same batch size (None when the
             reference was not run).
-        work_reference: variant id whose token-layers define `work_bound` (default: reference "1").
+        work_reference: variant id whose token-layers define `work_bound` and whose
+            multiply-accumulates define `matmul_bound` (default: reference "1").
 
     Returns:
         list of dicts sorted by batch size, then in `measurements` order.
@@ -110,6 +142,10 @@ def result_rows(measurements, n_examples, references, work_reference=None):
         row["work_bound"] = ratio(ref_work, m.get("token_layers"))
         vs_1 = row["speedup"].get("1")
         row["bound_achieved"] = ratio(vs_1, row["work_bound"])
+        ref_macs = measurements.get((work_reference, batch), {}).get("matmul_work")
+        row["matmul_work"] = m.get("matmul_work")
+        row["matmul_bound"] = ratio(ref_macs, m.get("matmul_work"))
+        row["matmul_achieved"] = ratio(vs_1, row["matmul_bound"])
         row["accuracy"] = m.get("accuracy")
         peaks = m.get("peak_rss_mb") or []
         row["peak_rss_mb"] = max(peaks) if peaks else None
