@@ -8,6 +8,8 @@ Two signatures:
   tensorflow-text -> the same outputs plus `label_name` (batch,) string. Loading it needs
   `import tensorflow_text` (its ops are not in core TensorFlow).
 Regression models (one output) give `logits` (batch, 1) and `score` (batch,) instead.
+With `jit_compile=True`, `serving_default` is compiled by XLA on first call per batch size (TF
+Serving runs it only with `--xla_cpu_compilation_enabled`; TF's Python runtime always does).
 
 `assets/` holds `vocab.txt`, `labels.txt`, `retention.json` (null when the model keeps every
 word vector) and `powerbert.json` (task, N, pair, labels, retention): what a server or converter
@@ -51,9 +53,9 @@ def next_version(base):
 class _ServingFunctions:
     """Builds the two serving functions around the Keras classifier and the tokenizer."""
 
-    def __init__(self, model, tokenizer, max_length, label_names, pair):
+    def __init__(self, model, tokenizer, max_length, label_names, pair, jit_compile=False):
         self.model, self.tokenizer = model, tokenizer
-        self.max_length, self.pair = max_length, pair
+        self.max_length, self.pair, self.jit_compile = max_length, pair, jit_compile
         self.regression = model.num_classes == 1
         self.label_names = tf.constant(list(label_names) if not self.regression else [""])
 
@@ -67,7 +69,7 @@ class _ServingFunctions:
     def ids_signature(self):
         spec = tf.TensorSpec((None, self.max_length), tf.int32)
 
-        @tf.function(input_signature=[spec, spec, spec])
+        @tf.function(input_signature=[spec, spec, spec], jit_compile=self.jit_compile)
         def serve(input_ids, attention_mask, token_type_ids):
             return self._outputs({"input_ids": input_ids, "attention_mask": attention_mask,
                                   "token_type_ids": token_type_ids})
@@ -103,7 +105,7 @@ def _write_assets(directory, tokenizer, label_names, retention, metadata):
 
 
 def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_name="",
-                       pair=False, version=None):
+                       pair=False, version=None, jit_compile=False):
     """Write `model` as version `version` (default: next free) of `base`; returns the version dir.
 
     Args:
@@ -114,6 +116,7 @@ def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_
         label_names: one name per class (ignored for regression).
         pair: the task classifies text pairs (`classify_text` takes `text` and `text_b`).
         version: positive int; an existing version is never overwritten.
+        jit_compile: compile `serving_default` with XLA (`classify_text`'s string ops cannot be).
 
     Raises:
         ExportError: `version` exists or is not a positive int, or `label_names` does not match.
@@ -135,11 +138,11 @@ def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_
                 "input_names": list(INPUT_NAMES),
                 "vocab_size": model.encoder.bert_config.vocab_size,
                 "type_vocab_size": model.encoder.bert_config.type_vocab_size,
-                "signatures": [SERVING_SIGNATURE, TEXT_SIGNATURE]}
+                "signatures": [SERVING_SIGNATURE, TEXT_SIGNATURE], "jit_compile": bool(jit_compile)}
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base)
     try:
         with tempfile.TemporaryDirectory() as asset_src:
-            functions = _ServingFunctions(model, tokenizer, max_length, label_names, pair)
+            functions = _ServingFunctions(model, tokenizer, max_length, label_names, pair, jit_compile)
             signatures = {SERVING_SIGNATURE: functions.ids_signature().get_concrete_function(),
                           TEXT_SIGNATURE: functions.text_signature().get_concrete_function()}
             # The root tracks the tf.Variables the signatures capture, not the Keras model: with
@@ -168,7 +171,7 @@ def read_metadata(version_dir):
         return json.load(f)
 
 
-def export_run(source, base, version=None, *, init=None, task=None, max_length=None):
+def export_run(source, base, version=None, *, init=None, task=None, max_length=None, jit_compile=False):
     """Export a run directory's final model (re-trained, else fine-tuned) or a `.keras` file.
 
     A run directory supplies the task, N and the pretrained vocabulary from its `config.json`;
@@ -202,7 +205,7 @@ def export_run(source, base, version=None, *, init=None, task=None, max_length=N
     return export_saved_model(
         model, load_tokenizer(init), base=base, max_length=max_length or spec.max_length,
         label_names=spec.label_names, task_name=spec.name, pair=spec.is_pair,
-        version=version)
+        version=version, jit_compile=jit_compile)
 
 
 def non_core_ops(version_dir):

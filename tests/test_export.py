@@ -57,6 +57,27 @@ def test_reload_equals_in_memory_model(exported):
     assert names == [f"class_{i}" for i in expected.argmax(-1)]
 
 
+def test_jit_compiled_export_is_marked_for_xla_and_gives_the_same_logits(exported, tmp_path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model, tokenizer, plain_path = exported
+    path = export_saved_model(model, tokenizer, base=str(tmp_path / "xla"), max_length=TINY_N,
+                              label_names=["class_0", "class_1"], task_name="tiny", jit_compile=True)
+    assert read_metadata(path)["jit_compile"] is True and read_metadata(plain_path)["jit_compile"] is False
+
+    def xla_functions(version_dir):
+        proto = saved_model_pb2.SavedModel()
+        with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
+            proto.ParseFromString(f.read())
+        library = proto.meta_graphs[0].graph_def.library.function
+        return [f for f in library if f.attr["_XlaMustCompile"].b]
+
+    assert xla_functions(path) and not xla_functions(plain_path)
+    inputs = tokenizer(SENTENCES, max_length=TINY_N)
+    got = tf.saved_model.load(path).signatures["serving_default"](**inputs)["logits"].numpy()
+    np.testing.assert_allclose(got, model(inputs, training=False).numpy(), atol=1e-4)
+
+
 def test_signature_shapes(exported):
     _, _, path = exported
     loaded = tf.saved_model.load(path)

@@ -84,3 +84,20 @@ def test_hard_encoder_matches_numpy_reference(retention, padding):
     real = want_mask.astype(bool)
     np.testing.assert_allclose(got["sequence_output"].numpy()[real], want_seq[real], atol=2e-5)
     np.testing.assert_allclose(got["pooled_output"].numpy(), want_pooled, atol=2e-5)
+
+
+def test_trimming_right_padding_changes_no_real_token():
+    # Padding ranks last, is masked as a key and never counts as a query, so a batch trimmed to
+    # its longest example (keeping min(l_j, T)) keeps the same real tokens with the same vectors.
+    encoder = build_encoder(TINY, elimination="hard", retention=[12, 6, 3], sequence_length=N)
+    x = random_inputs(8, N, seed=5, min_len=2)
+    x["attention_mask"][:, 9:] = 0  # every example at most 9 tokens: T = 9 after trimming
+    x["input_ids"] *= x["attention_mask"]
+    trimmed = {k: v[:, :9] for k, v in x.items()}
+    full, short = encoder(x), encoder(trimmed)
+    assert short["sequence_output"].shape[1] == 3
+    np.testing.assert_allclose(short["pooled_output"].numpy(), full["pooled_output"].numpy(), atol=1e-5)
+    real = full["attention_mask"].numpy().astype(bool)
+    np.testing.assert_array_equal(short["attention_mask"].numpy(), full["attention_mask"].numpy())
+    np.testing.assert_allclose(short["sequence_output"].numpy()[real], full["sequence_output"].numpy()[real],
+                               atol=1e-5)

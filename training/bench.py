@@ -46,7 +46,7 @@ def add_bench_parser(subparsers):
                         help=f"passes per variant and batch size (default {DEFAULT_REPEATS}; quick {QUICK_REPEATS})")
     parser.add_argument("--variants", default=None,
                         help="comma-separated variant ids, groups (bert-padded, bert-dynamic, power, "
-                             "power-la-dynamic), runtimes (saved_model, keras, xla, onnx, tflite) or "
+                             "power-dynamic, power-la-dynamic), runtimes (saved_model, keras, xla, onnx, tflite) or "
                              "item numbers 1-7 (default: all; quick: the SavedModel variants)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (TF, onnxruntime, LiteRT)")
     parser.add_argument("--subset", type=int, default=None,

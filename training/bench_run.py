@@ -188,7 +188,7 @@ def _prepare_runners(chosen, models, exports, threads, log):
     runners, seconds, rss_mb, skipped = {}, {}, {}, {}
     for v in chosen:  # every conversion first, so its garbage is not counted as a runner's memory
         try:
-            if v.runtime not in ("keras", "xla"):
+            if v.runtime != "keras":
                 exports.path(artifact_for(v))
         except ConversionError as err:
             skipped[v.id] = str(err)

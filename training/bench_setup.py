@@ -96,7 +96,7 @@ class RunModels:
         return self.get("power").with_elimination(elimination="hard", retention=self.retention,
                                                   length_aware=True)
 
-    def export(self, name, base):
+    def export(self, name, base, jit_compile=False):
         """`serving.export.export_saved_model` of model `name` as version 1 of `base`."""
         from serving.export import export_saved_model
 
@@ -104,7 +104,7 @@ class RunModels:
         labels = list(self.task.label_names) if model.num_classes > 1 else []
         return export_saved_model(model, self.tokenizer, base=base, max_length=self.max_length,
                                   label_names=labels, task_name=self.task.name,
-                                  pair=self.task.is_pair, version=1)
+                                  pair=self.task.is_pair, version=1, jit_compile=jit_compile)
 
 
 # === Memory ===

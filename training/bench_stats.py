@@ -194,16 +194,17 @@ def find_row(rows, batch, *variants):
 
 
 def xla_rows(rows, warmup):
-    """XLA rows against the same model's Keras rows; `warmup[(id, batch)]["overhead_s"]` is the
-    compile time (first call minus second call, summed over the distinct shapes)."""
+    """XLA rows against the same model's export without XLA (else its Keras rows);
+    `warmup[(id, batch)]["overhead_s"]` is the compile time (first call minus second call, summed
+    over the distinct shapes)."""
     out = []
     per_batch = lambda row: 1000.0 * row["median_s"] / row["batches_per_pass"]
     for r in (r for r in rows if r["runtime"] == "xla"):
         group = r["variant"].split(":")[0]
-        eager = find_row(rows, r["batch_size"], f"{group}:keras")
+        eager = find_row(rows, r["batch_size"], f"{group}:saved_model", f"{group}:keras")
         w = warmup[(r["variant"], r["batch_size"])]
         x = {"batch_size": r["batch_size"], "model": group, "shapes": w["shapes"], "compile_s": w["overhead_s"],
-             "xla_ms_per_batch": per_batch(r), "keras_ms_per_batch": per_batch(eager) if eager else None,
+             "xla_ms_per_batch": per_batch(r), "plain_ms_per_batch": per_batch(eager) if eager else None,
              "steady_speedup": eager["median_s"] / r["median_s"] if eager else None,
              "breakeven_batches": None, "breakeven_passes": None}
         if eager:
@@ -213,10 +214,11 @@ def xla_rows(rows, warmup):
 
 
 def length_aware_rows(rows):
-    """Length-aware PoWER-BERT rows: accuracy cost in points against BERT with dynamic padding
-    (item 2, same runtime preferred) and the accuracy of PoWER-BERT at N for comparison."""
+    """PoWER-BERT on dynamic padding (item 6: `power-dynamic`, `power-la-dynamic`): accuracy cost
+    in points against BERT with dynamic padding (item 2, same runtime preferred) and the accuracy
+    of PoWER-BERT at N for comparison."""
     out = []
-    for r in (r for r in rows if r["model"] == "power-la"):
+    for r in (r for r in rows if r["item"] == "6"):
         b, runtime = r["batch_size"], r["runtime"]
         dyn = find_row(rows, b, f"bert-dynamic:{runtime}", "bert-dynamic:saved_model", "bert-dynamic:keras")
         power = find_row(rows, b, f"power:{runtime}", "power:saved_model", "power:keras")

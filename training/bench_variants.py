@@ -5,7 +5,8 @@ model, `power-la` = the same weights with length-aware retention) run by one run
 - `saved_model`: `tf.saved_model.load(...).signatures["serving_default"]` of an export, through
   `serving.convert.load_runner` like the ONNX and TFLite files (what production runs);
 - `keras`: the in-memory Keras model in a `tf.function` with an input signature;
-- `xla`: the same with `jit_compile=True` (fixed shapes only: XLA compiles once per shape);
+- `xla`: the export's `serving_default` compiled by XLA (`export_saved_model(jit_compile=True)`,
+  fixed shapes only: XLA compiles once per batch size);
 - `onnx` / `tflite`: `serving.convert` conversions of the fixed-N SavedModel, run by
   onnxruntime (spinning off) and LiteRT.
 Fixed-shape variants pad every batch to N (`serving_default` of `serving.export` has shape
@@ -47,7 +48,8 @@ VARIANTS = (
     Variant("bert-padded:saved_model", "bert", "saved_model", False, "1",
             "BERT padded to N (paper's baseline), exported serving_default"),
     Variant("bert-padded:keras", "bert", "keras", False, "1", "BERT padded to N, in-memory Keras"),
-    Variant("bert-padded:xla", "bert", "xla", False, "7", "BERT padded to N, Keras + XLA jit_compile"),
+    Variant("bert-padded:xla", "bert", "xla", False, "7",
+            "BERT padded to N, exported serving_default compiled with XLA (jit_compile)"),
     Variant("bert-dynamic:saved_model", "bert", "saved_model", True, "2",
             "BERT, length-sorted, batch padded to its longest; SavedModel (batch, None)"),
     Variant("bert-dynamic:keras", "bert", "keras", True, "2",
@@ -55,12 +57,17 @@ VARIANTS = (
     Variant("power:saved_model", "power", "saved_model", False, "3",
             "PoWER-BERT hard extract at N, exported serving_default"),
     Variant("power:keras", "power", "keras", False, "3", "PoWER-BERT hard extract at N, in-memory Keras"),
-    Variant("power:xla", "power", "xla", False, "7", "PoWER-BERT at N, Keras + XLA jit_compile"),
+    Variant("power:xla", "power", "xla", False, "7",
+            "PoWER-BERT at N, exported serving_default compiled with XLA (jit_compile)"),
     Variant("bert-padded:onnx", "bert", "onnx", False, "4", "BERT padded to N, ONNX / onnxruntime"),
     Variant("power:onnx", "power", "onnx", False, "5", "PoWER-BERT at N, ONNX / onnxruntime"),
     Variant("bert-padded:tflite", "bert", "tflite", False, "5",
             "BERT padded to N, TFLite / LiteRT (reference for power:tflite)"),
     Variant("power:tflite", "power", "tflite", False, "5", "PoWER-BERT at N, TFLite / LiteRT"),
+    Variant("power-dynamic:saved_model", "power", "saved_model", True, "6",
+            "PoWER-BERT keeping min(l_j, T), length-sorted dynamic padding; SavedModel (batch, None)"),
+    Variant("power-dynamic:keras", "power", "keras", True, "6",
+            "PoWER-BERT keeping min(l_j, T), length-sorted dynamic padding; in-memory Keras"),
     Variant("power-la-dynamic:saved_model", "power-la", "saved_model", True, "6",
             "length-aware PoWER-BERT (ceil(l_j*T/N)), length-sorted dynamic padding; SavedModel"),
     Variant("power-la-dynamic:keras", "power-la", "keras", True, "6",
@@ -70,7 +77,7 @@ BY_ID = {v.id: v for v in VARIANTS}
 # Quick: the TF SavedModel variants of items 1, 2, 3 and 6. ONNX is left out because the two
 # tf2onnx conversions alone take 60-80 s of the 3-minute budget on 2 cores (add `--variants`).
 QUICK_VARIANTS = ("bert-padded:saved_model", "bert-dynamic:saved_model", "power:saved_model",
-                  "power-la-dynamic:saved_model")
+                  "power-dynamic:saved_model", "power-la-dynamic:saved_model")
 # Speedup references: the spec's variants 1, 2 and 4, the SavedModel runtime preferred.
 REFERENCES = {"1": ("bert-padded:saved_model", "bert-padded:keras"),
               "2": ("bert-dynamic:saved_model", "bert-dynamic:keras"),
@@ -164,7 +171,9 @@ def code_fingerprint():
 
 _ARTIFACTS = {  # artifact -> (model, kind)
     "bert": ("bert", "saved_model"), "power": ("power", "saved_model"),
-    "bert-dynamic": ("bert", "dynamic_saved_model"), "power-la-dynamic": ("power-la", "dynamic_saved_model"),
+    "bert-xla": ("bert", "xla_saved_model"), "power-xla": ("power", "xla_saved_model"),
+    "bert-dynamic": ("bert", "dynamic_saved_model"), "power-dynamic": ("power", "dynamic_saved_model"),
+    "power-la-dynamic": ("power-la", "dynamic_saved_model"),
     "bert.onnx": ("bert", "onnx"), "power.onnx": ("power", "onnx"),
     "bert.tflite": ("bert", "tflite"), "power.tflite": ("power", "tflite"),
 }
@@ -173,6 +182,8 @@ _ARTIFACTS = {  # artifact -> (model, kind)
 def artifact_for(variant):
     if variant.runtime == "saved_model":
         return f"{variant.group}" if variant.dynamic else variant.model
+    if variant.runtime == "xla":
+        return f"{variant.model}-xla"
     return f"{variant.model}.{variant.runtime}"
 
 
@@ -208,7 +219,7 @@ class Exports:
     def path(self, artifact):
         model, kind = _ARTIFACTS[artifact]
         target = os.path.join(self.directory, artifact)
-        if kind == "saved_model":
+        if kind in ("saved_model", "xla_saved_model"):
             target = os.path.join(target, "1")
         if os.path.exists(target):
             if artifact not in self.seconds and artifact not in self.reused:
@@ -216,8 +227,8 @@ class Exports:
             return target
         started = time.perf_counter()
         self.log(f"  making {artifact} ({kind}) ...")
-        if kind == "saved_model":
-            self.models.export(model, os.path.dirname(target))
+        if kind in ("saved_model", "xla_saved_model"):
+            self.models.export(model, os.path.dirname(target), jit_compile=kind == "xla_saved_model")
         elif kind == "dynamic_saved_model":
             save_dynamic_saved_model(self.models.get(model), target)
         else:
@@ -259,14 +270,13 @@ def save_dynamic_saved_model(model, target):
 
 def make_runner(variant, models, exports, threads):
     """A callable timing code can call on a batch; it returns the logits as a numpy array."""
-    if variant.runtime in ("keras", "xla"):
+    if variant.runtime == "keras":
         import tensorflow as tf
 
         model = models.get(variant.model)
         width = None if variant.dynamic else models.max_length
         spec = {name: tf.TensorSpec((None, width), tf.int32) for name in INPUT_NAMES}
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec],
-                         jit_compile=variant.runtime == "xla")
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         return lambda batch: fn(batch).numpy()
     from serving.convert import load_runner
 

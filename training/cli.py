@@ -79,6 +79,8 @@ def build_parser():
     export.add_argument("--task", default=None, help="task of a .keras file (labels, pair or single)")
     export.add_argument("--init", default=None, help="pretrained model of a .keras file's vocabulary")
     export.add_argument("--max-length", type=int, default=None, help="N of a .keras file (default: the task's)")
+    export.add_argument("--jit-compile", action="store_true",
+                        help="compile serving_default with XLA (TF Serving: --xla_cpu_compilation_enabled)")
 
     from serving.convert import add_convert_parser
     from serving.rest_server import add_serve_parser
@@ -120,7 +122,7 @@ def export_command(args):
     from serving.export import export_run
 
     path = export_run(args.source, args.base, args.version, init=args.init, task=args.task,
-                      max_length=args.max_length)
+                      max_length=args.max_length, jit_compile=args.jit_compile)
     print(f"exported {path}")
 
 
