@@ -284,6 +284,20 @@ def test_exports_made_by_other_code_are_made_again(tiny_run, report, tmp_path):
     assert list(again["setup"]["export_s"]) == ["power"] and again["setup"]["export_reused"] == []
 
 
+def test_cli_exits_0_and_ends_with_the_speedup_line(tiny_run, tmp_path, capsys):
+    from training.cli import main
+
+    dev = tmp_path / "data" / "glue" / "SST-2" / "dev.tsv"
+    dev.parent.mkdir(parents=True)
+    dev.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(SENTENCES, LABELS)))
+    code = main(["bench", "--run", tiny_run, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                 "--batch-sizes", "4", "--repeats", "1", "--variants", "bert-padded:saved_model,power:saved_model",
+                 "--export-dir", str(tmp_path / "exports")])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"bench sst2: PoWER-BERT \d+\.\d\dx faster than padded baseline \(batch 4\)", last)
+
+
 def test_sentence_pairs(tmp_path):
     from training.data import Examples
 

@@ -141,7 +141,8 @@ def serve_command(args):
 def bench_command(args):
     from training.bench import bench_main
 
-    return bench_main(args)
+    bench_main(args)
+    return 0
 
 
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
