@@ -75,7 +75,7 @@ VARIANTS = (
 )
 BY_ID = {v.id: v for v in VARIANTS}
 # Quick: the TF SavedModel variants of items 1, 2, 3 and 6. ONNX is left out because the two
-# tf2onnx conversions alone take 60-80 s of the 3-minute budget on 2 cores (add `--variants`).
+# tf2onnx conversions alone take 40-80 s of the 3-minute budget on 2 cores (add `--variants`).
 QUICK_VARIANTS = ("bert-padded:saved_model", "bert-dynamic:saved_model", "power:saved_model",
                   "power-dynamic:saved_model", "power-la-dynamic:saved_model")
 # Speedup references: the spec's variants 1, 2 and 4, the SavedModel runtime preferred.

@@ -59,16 +59,16 @@ class Pipeline:
 
     def _check_run_dir(self):
         os.makedirs(self.out_dir, exist_ok=True)
+        current = self.config.to_dict()
         saved = read_json(self.path("config.json"))
-        if saved is not None:  # settings added since the run started count with their defaults
-            saved = {**TrainConfig.defaults(), **saved}
-        if saved is not None and saved != self.config.to_dict():
-            changed = sorted(k for k in set(saved) | set(self.config.to_dict())
-                             if saved.get(k) != self.config.to_dict().get(k))
-            raise RunConfigMismatch(
-                f"{self.out_dir} was started with different settings ({', '.join(changed)}); "
-                f"re-run with the same options to resume, or choose another --out")
-        write_json(self.path("config.json"), self.config.to_dict())
+        if saved is not None:
+            saved = {**TrainConfig.defaults(), **saved}  # settings added since the run started
+            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            if changed:
+                raise RunConfigMismatch(
+                    f"{self.out_dir} was started with different settings ({', '.join(changed)}); "
+                    f"re-run with the same options to resume, or choose another --out")
+        write_json(self.path("config.json"), current)
 
     # === Data ===
     def _loss(self, reduction="sum_over_batch_size"):
