@@ -29,6 +29,7 @@ test-all: install
 clean:
 	rm -rf $(VENV) .pytest_cache
 
-# The main job: the quick SST-2 pipeline (fine-tune, search, re-train) on the MiniLM weights.
+# The main job: the quick SST-2 pipeline (fine-tune, search, re-train) on the MiniLM weights, then
+# export, one REST request to the served model, and the quick benchmark (`powerbert demo --help`).
 demo: install
-	$(PY) -m training.cli train --task sst2 --init minilm-l6 --preset quick --out runs/demo-sst2
+	$(PY) -m powerbert_cli demo --task sst2 --init minilm-l6 --out runs/demo-sst2

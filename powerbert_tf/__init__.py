@@ -3,11 +3,10 @@
 from powerbert_tf.bert_config import BertConfig
 from powerbert_tf.checkpoints import CheckpointError
 from powerbert_tf.classifier import PowerBertClassifier
+from powerbert_tf.elimination import (HardExtract, RetentionConfig, RetentionError, SoftExtract, mass_penalty,
+                                      significance_scores)
 from powerbert_tf.encoder import PowerBertEncoder
-from powerbert_tf.layers import HardExtract, SoftExtract
 from powerbert_tf.loading import load_encoder, load_tokenizer
-from powerbert_tf.retention import RetentionConfig, RetentionError, mass_penalty
-from powerbert_tf.significance import significance_scores
 from powerbert_tf.tokenizer import BertTokenizer
 
 __all__ = ["BertConfig", "BertTokenizer", "CheckpointError", "HardExtract", "PowerBertClassifier",

@@ -32,9 +32,9 @@ class PowerBertClassifier(keras.Model):
 
         # === Layers ===
         self.encoder = encoder
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
         self.head = keras.layers.Dense(
-            num_classes, name="logits",
+            num_classes, name="logits", dtype=self.dtype_policy,
             kernel_initializer=keras.initializers.TruncatedNormal(
                 stddev=encoder.bert_config.initializer_range))
 

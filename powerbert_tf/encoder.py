@@ -6,7 +6,7 @@ import tensorflow as tf
 from powerbert_tf.bert_config import BertConfig
 from powerbert_tf.layers.bert_embeddings import BertEmbeddings
 from powerbert_tf.layers.encoder_layer import ELIMINATION_MODES, EncoderLayer
-from powerbert_tf.retention import RetentionConfig
+from powerbert_tf.elimination.retention import RetentionConfig, check_num_layers
 from powerbert_tf.serialization import register
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -26,8 +26,9 @@ class PowerBertEncoder(keras.Model):
         vocab_size ... layer_norm_eps: the `BertConfig` fields (Google's names).
         elimination: "none", "soft" or "hard".
         retention: list of ints (one per layer) or a `RetentionConfig`; hard mode only.
-        sequence_length: N. Soft mode: the size of each retention vector. Taken from `retention`
-            when that is a `RetentionConfig`.
+        sequence_length: N. Soft mode: the size of each retention vector. Hard mode: the input
+            length the counts are for (length-aware scaling and the FLOP ratio use it); required
+            with a list, optional with a `RetentionConfig` (then it must equal its N).
         length_aware: hard mode only: for inputs of length T keep `ceil(l_j * T / N)` word vectors
             in layer j instead of `l_j` (`RetentionConfig.scaled_lengths`), so batches padded to
             their longest example are pruned in proportion. Identical to plain hard mode at T = N.
@@ -62,12 +63,12 @@ class PowerBertEncoder(keras.Model):
             raise ValueError(f"length_aware needs elimination='hard', not {self.elimination!r}")
         self.length_aware = bool(length_aware)
 
-        # === Layers ===
-        c = self.bert_config
+        # === Layers === (in this model's dtype policy, see `BertEmbeddings`)
+        c, policy = self.bert_config, self.dtype_policy
         self.embeddings = BertEmbeddings(
             c.vocab_size, c.hidden_size, c.max_position_embeddings, c.type_vocab_size,
             layer_norm_eps=c.layer_norm_eps, dropout=c.hidden_dropout_prob,
-            initializer_range=c.initializer_range, name="embeddings")
+            initializer_range=c.initializer_range, name="embeddings", dtype=policy)
         self.encoder_layers = [
             EncoderLayer(
                 c.hidden_size, c.num_attention_heads, c.intermediate_size, activation=c.keras_activation,
@@ -76,10 +77,10 @@ class PowerBertEncoder(keras.Model):
                 elimination=self.elimination,
                 keep=self.retention.lengths[j] if self.elimination == "hard" else None,
                 sequence_length=self.sequence_length if self.elimination == "soft" else None,
-                name=f"layer_{j}")
+                name=f"layer_{j}", dtype=policy)
             for j in range(c.num_hidden_layers)]
         self.pooler = keras.layers.Dense(
-            c.hidden_size, activation="tanh", name="pooler",
+            c.hidden_size, activation="tanh", name="pooler", dtype=policy,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=c.initializer_range))
 
     def build(self, input_shape=None):
@@ -144,15 +145,33 @@ def _check_elimination(elimination, retention, sequence_length, num_layers):
     if elimination == "hard":
         if retention is None:
             raise ValueError("elimination='hard' needs retention (word vectors kept per layer)")
-        if not isinstance(retention, RetentionConfig):
-            retention = RetentionConfig(tuple(retention), sequence_length or max(retention))
-        retention.check_num_layers(num_layers)
+        retention = _hard_retention(retention, sequence_length, num_layers)
         return elimination, retention, retention.sequence_length
     if retention is not None:
         raise ValueError(f"retention is only used with elimination='hard', not {elimination!r}")
     if elimination == "soft" and (sequence_length is None or sequence_length < 1):
         raise ValueError("elimination='soft' needs sequence_length (N, the fixed input length)")
     return elimination, None, sequence_length
+
+
+def _hard_retention(retention, sequence_length, num_layers):
+    """The `RetentionConfig` of hard mode. N is never guessed: `max(l_j)` used to stand in for it,
+    which is wrong whenever the first layer already drops word vectors (length-aware scaling and
+    the FLOP ratio then use the wrong N)."""
+    if isinstance(retention, RetentionConfig):
+        if sequence_length is not None and sequence_length != retention.sequence_length:
+            raise ValueError(
+                f"sequence_length={sequence_length} disagrees with the RetentionConfig's "
+                f"N={retention.sequence_length}; pass only one of them")
+        retention.check_num_layers(num_layers)
+        return retention
+    lengths = tuple(retention)
+    check_num_layers(lengths, num_layers)  # the more basic mistake is reported first
+    if sequence_length is None:
+        raise ValueError(
+            f"retention={list(lengths)} needs N, the input length these counts are for: pass "
+            f"sequence_length=N, or retention=RetentionConfig({lengths}, N)")
+    return RetentionConfig(lengths, sequence_length)
 
 
 def _int_input(inputs, name, default=None):

@@ -53,9 +53,15 @@ def load_encoder(name_or_path, retention=None, elimination=None, sequence_length
     """Pretrained `PowerBertEncoder` from a preset (`"minilm-l6"`), HF or Google BERT directory.
 
     Args:
-        retention: a `RetentionConfig` or list of ints: hard extract at that configuration.
+        retention: hard extract at that configuration: a `RetentionConfig`, or a list of ints
+            (word vectors kept per layer, one per layer) together with `sequence_length`.
         elimination: default "hard" when `retention` is given, else "none"; "soft" needs
             `sequence_length`.
+        sequence_length: N, the input length the configuration is for. Never guessed from the
+            counts: a list without it raises `ValueError` (pass `sequence_length=N` or
+            `RetentionConfig(lengths, N)`), and with a `RetentionConfig` it must equal its N.
+
+    Example: `load_encoder("minilm-l6", retention=[12, 10, 8, 6, 4, 2], sequence_length=16)`.
     """
     source = resolve_checkpoint(name_or_path)
     config = BertConfig.from_json_file(source.config_path)

@@ -18,7 +18,7 @@ import threading
 from urllib.parse import quote
 
 
-class ServingError(Exception):
+class ErrorResponse(Exception):
     """A non-2xx answer: `status` (HTTP code) and `message` (the server's `error`)."""
 
     def __init__(self, status, message):
@@ -64,7 +64,7 @@ class PredictClient:
         return self.request("GET", self._model_path(version) + "/metadata")
 
     def request(self, method, path, body=None):
-        """One JSON request; raises `ServingError` on a non-2xx answer."""
+        """One JSON request; raises `ErrorResponse` on a non-2xx answer."""
         data = None if body is None else json.dumps(body, default=_to_json).encode("utf-8")
         status, raw = self._send(method, path, data)
         try:
@@ -73,7 +73,7 @@ class PredictClient:
             answer = {"error": raw.decode("utf-8", "replace")}
         if not 200 <= status < 300:
             message = answer.get("error", "") if isinstance(answer, dict) else str(answer)
-            raise ServingError(status, message)
+            raise ErrorResponse(status, message)
         return answer
 
     def close(self):

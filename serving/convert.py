@@ -24,87 +24,11 @@ import re
 
 import numpy as np
 
-SERVING_SIGNATURE = "serving_default"
+from serving.savedmodel import SERVING_SIGNATURE, import_tf_text
+from serving.signature_inputs import ConversionError, read_signature, sample_inputs, signature_inputs
+
 FORMATS = ("tflite", "onnx", "tftrt")
 _FILE_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
-
-
-class ConversionError(ValueError):
-    """The model cannot be converted or run as asked; the message says why and what to do."""
-
-
-# === SavedModel checks (read saved_model.pb only: no TF graph is loaded) ===
-
-def read_signature(saved_model_dir, signature=SERVING_SIGNATURE):
-    """The `SignatureDef` proto of `signature`, after checking the directory is a SavedModel."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = os.fspath(saved_model_dir)
-    if not os.path.exists(path):
-        raise ConversionError(f"{path} does not exist")
-    if not os.path.isdir(path):
-        raise ConversionError(f"{path} is not a directory; pass a SavedModel version directory")
-    pb = os.path.join(path, "saved_model.pb")
-    if not os.path.isfile(pb):
-        versions = sorted(int(n) for n in os.listdir(path) if n.isdigit())
-        if versions:
-            raise ConversionError(f"{path} is a model base path, not a version; pass a version "
-                                  f"directory such as {os.path.join(path, str(versions[-1]))}")
-        raise ConversionError(f"{path} is not a SavedModel (no saved_model.pb)")
-    proto = saved_model_pb2.SavedModel()
-    try:
-        with open(pb, "rb") as f:
-            proto.ParseFromString(f.read())
-    except Exception as err:  # protobuf's DecodeError
-        raise ConversionError(f"{pb} is not a readable SavedModel: {err}") from None
-    signatures = {k: v for meta in proto.meta_graphs for k, v in meta.signature_def.items()
-                  if not k.startswith("__")}
-    if signature not in signatures:
-        raise ConversionError(f"{path} has no signature {signature!r}; it has {sorted(signatures)}")
-    sig = signatures[signature]
-    strings = [name for name, info in sig.inputs.items() if info.dtype == 7]  # DT_STRING
-    if strings:
-        raise ConversionError(
-            f"signature {signature!r} takes strings ({', '.join(sorted(strings))}) and tokenizes "
-            f"with tensorflow-text ops, which TFLite, ONNX and TensorRT lack; convert "
-            f"{SERVING_SIGNATURE!r} (token ids) instead")
-    return sig
-
-
-def signature_inputs(saved_model_dir, signature=SERVING_SIGNATURE):
-    """{input name: (numpy dtype, shape with None for unknown dims)} of `signature`."""
-    import tensorflow as tf
-
-    sig = read_signature(saved_model_dir, signature)
-    return {name: (tf.dtypes.as_dtype(info.dtype).as_numpy_dtype,
-                   tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim))
-            for name, info in sorted(sig.inputs.items())}
-
-
-def sample_inputs(saved_model_dir, batch_size=4, seed=0, signature=SERVING_SIGNATURE):
-    """Random int32 ids with padded rows for `signature` (for `verify_conversion`).
-
-    Ids stay below the vocabulary size (the export's `assets/vocab.txt`, else 100); each row has
-    a random real length >= 2 starting with [CLS] (when the vocabulary has it), then zeros.
-    """
-    inputs = signature_inputs(saved_model_dir, signature)
-    length = next(iter(inputs.values()))[1][-1] or 16
-    vocab_path = os.path.join(saved_model_dir, "assets", "vocab.txt")
-    vocab = []
-    if os.path.isfile(vocab_path):
-        with open(vocab_path, encoding="utf-8") as f:
-            vocab = f.read().splitlines()
-    rng = np.random.default_rng(seed)
-    mask = (np.arange(length)[None, :] < rng.integers(2, length + 1, size=(batch_size, 1)))
-    mask = mask.astype(np.int32)
-    ids = rng.integers(1, len(vocab) or 100, size=(batch_size, length))
-    if "[CLS]" in vocab:
-        ids[:, 0] = vocab.index("[CLS]")
-    values = {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
-    missing = sorted(set(inputs) - set(values))
-    if missing:
-        raise ConversionError(f"cannot make sample values for inputs {missing}; pass inputs")
-    return {name: values[name].astype(dtype) for name, (dtype, _) in inputs.items()}
 
 
 def default_output(saved_model_dir, to, precision="FP16"):
@@ -114,14 +38,6 @@ def default_output(saved_model_dir, to, precision="FP16"):
     if to == "tftrt":
         return os.path.join(f"{base}-tftrt-{precision.lower()}", version)
     return os.path.join(base, f"{version}.{to}")
-
-
-def _import_tf_text():
-    """Register tensorflow-text ops so a SavedModel with `classify_text` loads (if installed)."""
-    try:
-        import tensorflow_text  # noqa: F401
-    except ImportError:
-        pass
 
 
 # === Converters ===
@@ -134,7 +50,7 @@ def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE):
     import tensorflow as tf
 
     read_signature(saved_model_dir, signature)
-    _import_tf_text()
+    import_tf_text()
     # Not `from_saved_model`: for a SavedModel that tracks Keras 3 variables (not the tf.Variables
     # the signature captures) it keeps VAR_HANDLE ops that nothing initializes, and the model
     # silently returns NaN. Converting the loaded concrete function freezes the weights.
@@ -166,7 +82,7 @@ def _tflite_failure(err):
 def convert_onnx(saved_model_dir, out_path, opset=17, signature=SERVING_SIGNATURE):
     """Write an ONNX model of `signature` with tf2onnx, keeping input and output names."""
     read_signature(saved_model_dir, signature)
-    _import_tf_text()
+    import_tf_text()
     try:
         from tf2onnx import convert, tf_loader
     except ImportError:
@@ -280,7 +196,7 @@ def _saved_model_runner(path, signature):
     import tensorflow as tf
 
     sig_def = read_signature(path, signature)
-    _import_tf_text()
+    import_tf_text()
     fn = tf.saved_model.load(path).signatures[signature]
     return Runner("saved_model", lambda x: {k: v.numpy() for k, v in fn(**x).items()},
                   sig_def.inputs, sig_def.outputs)

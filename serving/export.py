@@ -27,22 +27,12 @@ import tempfile
 import tensorflow as tf
 
 from powerbert_tf.encoder import INPUT_NAMES
+from serving.savedmodel import METADATA_FILE, SERVING_SIGNATURE, TEXT_SIGNATURE, version_dirs
 
-SERVING_SIGNATURE = "serving_default"
-TEXT_SIGNATURE = "classify_text"
-METADATA_FILE = "powerbert.json"
 
 
 class ExportError(ValueError):
     """The export cannot be written as asked (existing version, bad base path, bad model)."""
-
-
-def version_dirs(base):
-    """{version int: path} of the numeric sub-directories of `base` (TF Serving's rule)."""
-    if not os.path.isdir(base):
-        return {}
-    return {int(name): os.path.join(base, name) for name in os.listdir(base)
-            if name.isdigit() and os.path.isdir(os.path.join(base, name))}
 
 
 def next_version(base):
@@ -53,9 +43,10 @@ def next_version(base):
 class _ServingFunctions:
     """Builds the two serving functions around the Keras classifier and the tokenizer."""
 
-    def __init__(self, model, tokenizer, max_length, label_names, pair, jit_compile=False):
+    def __init__(self, model, tokenizer, max_length, label_names, pair, jit_compile=False, dynamic_length=False):
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.pair, self.jit_compile = max_length, pair, jit_compile
+        self.dynamic_length = dynamic_length
         self.regression = model.num_classes == 1
         self.label_names = tf.constant(list(label_names) if not self.regression else [""])
 
@@ -67,7 +58,7 @@ class _ServingFunctions:
                 "label": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
     def ids_signature(self):
-        spec = tf.TensorSpec((None, self.max_length), tf.int32)
+        spec = tf.TensorSpec((None, None if self.dynamic_length else self.max_length), tf.int32)
 
         @tf.function(input_signature=[spec, spec, spec], jit_compile=self.jit_compile)
         def serve(input_ids, attention_mask, token_type_ids):
@@ -104,23 +95,44 @@ def _write_assets(directory, tokenizer, label_names, retention, metadata):
             for name in ("vocab.txt", "labels.txt", "retention.json", METADATA_FILE)]
 
 
-def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_name="",
-                       pair=False, version=None, jit_compile=False):
+def model_sequence_length(model):
+    """N a `PowerBertClassifier` was built for (hard or soft extract), None for plain BERT."""
+    encoder = model.encoder
+    if encoder.retention is not None:
+        return encoder.retention.sequence_length
+    return encoder.sequence_length
+
+
+def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, task_name="",
+                       pair=False, version=None, jit_compile=False, dynamic_length=False):
     """Write `model` as version `version` (default: next free) of `base`; returns the version dir.
 
     Args:
         model: a built `PowerBertClassifier` (any elimination mode; soft mode is exported as is).
         tokenizer: the `BertTokenizer` of the model's vocabulary (built into `classify_text`).
         base: TF Serving's model base path; created if missing.
-        max_length: N, the fixed input length of `serving_default`.
+        max_length: N, the input length of `serving_default` (and the padding of `classify_text`).
+            Default and only accepted value for a model with elimination: the model's own N
+            (its hard extract ranks exactly N positions); required for plain BERT.
         label_names: one name per class (ignored for regression).
         pair: the task classifies text pairs (`classify_text` takes `text` and `text_b`).
         version: positive int; an existing version is never overwritten.
         jit_compile: compile `serving_default` with XLA (`classify_text`'s string ops cannot be).
+        dynamic_length: `serving_default` takes (batch, None) ids, for batches padded only to
+            their longest input (a hard-extract model then keeps min(l_j, length) vectors).
 
     Raises:
-        ExportError: `version` exists or is not a positive int, or `label_names` does not match.
+        ExportError: `version` exists or is not a positive int, `label_names` does not match,
+            or `max_length` is missing or differs from the model's N.
     """
+    own_length = model_sequence_length(model)
+    if own_length is not None and max_length is not None and max_length != own_length:
+        raise ExportError(f"the model was built for inputs of length N={own_length} (its retention "
+                          f"configuration ranks N positions); it cannot be exported with max_length="
+                          f"{max_length}. Export at N={own_length}")
+    max_length = max_length or own_length
+    if max_length is None:
+        raise ExportError("a model without elimination needs max_length (the input length N)")
     if model.num_classes != 1 and len(label_names) != model.num_classes:
         raise ExportError(f"{len(label_names)} label names for a model with {model.num_classes} classes")
     retention = model.encoder.retention
@@ -138,11 +150,13 @@ def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_
                 "input_names": list(INPUT_NAMES),
                 "vocab_size": model.encoder.bert_config.vocab_size,
                 "type_vocab_size": model.encoder.bert_config.type_vocab_size,
-                "signatures": [SERVING_SIGNATURE, TEXT_SIGNATURE], "jit_compile": bool(jit_compile)}
+                "signatures": [SERVING_SIGNATURE, TEXT_SIGNATURE], "jit_compile": bool(jit_compile),
+                "dynamic_length": bool(dynamic_length)}
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base)
     try:
         with tempfile.TemporaryDirectory() as asset_src:
-            functions = _ServingFunctions(model, tokenizer, max_length, label_names, pair, jit_compile)
+            functions = _ServingFunctions(model, tokenizer, max_length, label_names, pair, jit_compile,
+                                          dynamic_length)
             signatures = {SERVING_SIGNATURE: functions.ids_signature().get_concrete_function(),
                           TEXT_SIGNATURE: functions.text_signature().get_concrete_function()}
             # The root tracks the tf.Variables the signatures capture, not the Keras model: with
@@ -152,8 +166,7 @@ def export_saved_model(model, tokenizer, *, base, max_length, label_names, task_
             root.weights = list({id(v): v for f in signatures.values() for v in f.variables}.values())
             root.tokenizer, root.label_names = tokenizer, functions.label_names
             root.assets = [tf.saved_model.Asset(path) for path in _write_assets(
-                asset_src, tokenizer, list(label_names), metadata["retention"] and {
-                    "lengths": metadata["retention"], "sequence_length": max_length}, metadata)]
+                asset_src, tokenizer, list(label_names), retention and retention.to_dict(), metadata)]
             tf.saved_model.save(root, staging, signatures=signatures)
         os.rename(staging, target)
     except BaseException:
@@ -169,59 +182,3 @@ def read_metadata(version_dir):
         raise ExportError(f"{version_dir} is not a powerbert-tf export (no assets/{METADATA_FILE})")
     with open(path) as f:
         return json.load(f)
-
-
-def export_run(source, base, version=None, *, init=None, task=None, max_length=None, jit_compile=False):
-    """Export a run directory's final model (re-trained, else fine-tuned) or a `.keras` file.
-
-    A run directory supplies the task, N and the pretrained vocabulary from its `config.json`;
-    for a bare `.keras` file pass `task` and `init` (and `max_length`, default the task's N).
-    """
-    import keras
-
-    from powerbert_tf.loading import load_tokenizer
-    from training.tasks import get_task
-
-    if os.path.isdir(source):
-        config_path = os.path.join(source, "config.json")
-        if not os.path.isfile(config_path):
-            raise ExportError(f"{source} is not a run directory (no config.json)")
-        with open(config_path) as f:
-            config = json.load(f)
-        candidates = [os.path.join(source, step, "model.keras") for step in ("retrain", "finetune")]
-        model_path = next((p for p in candidates if os.path.isfile(p)), None)
-        if model_path is None:
-            raise ExportError(f"{source} has no finished model yet (retrain/ or finetune/model.keras)")
-        task, init = task or config["task"], init or config["init"]
-        max_length = max_length or config["max_length"]
-    elif source.endswith(".keras") and os.path.isfile(source):
-        if task is None or init is None:
-            raise ExportError("exporting a .keras file needs --task and --init (for labels and vocabulary)")
-        model_path = source
-    else:
-        raise ExportError(f"{source} is neither a run directory nor a .keras file")
-    spec = get_task(task)
-    model = keras.saving.load_model(model_path, compile=False)  # inference only: no optimizer
-    return export_saved_model(
-        model, load_tokenizer(init), base=base, max_length=max_length or spec.max_length,
-        label_names=spec.label_names, task_name=spec.name, pair=spec.is_pair,
-        version=version, jit_compile=jit_compile)
-
-
-def non_core_ops(version_dir):
-    """Sorted op types in the SavedModel that core TensorFlow does not define (TF-Text's).
-
-    A serving binary must link these ops to load the model (the stock `tensorflow/serving`
-    binary links tensorflow-text's op library; see the README). `tf.raw_ops` lists exactly the
-    core ops; ops loaded from a custom-op library are registered but never added to it.
-    """
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
-        saved = saved_model_pb2.SavedModel.FromString(f.read())
-    ops = set()
-    for graph in saved.meta_graphs:
-        ops.update(node.op for node in graph.graph_def.node)
-        for function in graph.graph_def.library.function:
-            ops.update(node.op for node in function.node_def)
-    return sorted(op for op in ops if not hasattr(tf.raw_ops, op))

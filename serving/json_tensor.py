@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from serving.errors import UNIMPLEMENTED, ServingError
+from serving.savedmodel import SERVING_SIGNATURE
 
-DEFAULT_SIGNATURE = "serving_default"
 _MAX_UNKNOWN_RANK = 32
 
 
@@ -50,7 +50,7 @@ def parse_json_object(body):
 
 def split_predict_request(request):
     """(signature name, "row" or "columnar", the instances / inputs value) of a parsed request."""
-    signature = request.get("signature_name", DEFAULT_SIGNATURE)
+    signature = request.get("signature_name", SERVING_SIGNATURE)
     if not isinstance(signature, str):
         raise ServingError("'signature_name' key must be a string value.")
     has_rows, has_columns = "instances" in request, "inputs" in request
@@ -59,8 +59,8 @@ def split_predict_request(request):
     if not has_rows and not has_columns:
         raise ServingError("Missing 'inputs' or 'instances' key")
     if has_rows:
-        return signature or DEFAULT_SIGNATURE, "row", request["instances"]
-    return signature or DEFAULT_SIGNATURE, "columnar", request["inputs"]
+        return signature or SERVING_SIGNATURE, "row", request["instances"]
+    return signature or SERVING_SIGNATURE, "columnar", request["inputs"]
 
 
 def decode_request_tensors(fmt, value, specs, value_ranges=None):

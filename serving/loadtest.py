@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from serving.client import PredictClient, ServingError
+from serving.client import ErrorResponse, PredictClient
 
 _WORDS = ("the movie was good bad great awful plot story actors not very fun dull and but it this "
           "film a an of in with really quite boring moving script").split()
@@ -121,7 +121,7 @@ def warm_up(client, path, body, count):
     for _ in range(count):
         try:
             client.request("POST", path, body)
-        except (ServingError, OSError):
+        except (ErrorResponse, OSError):
             pass
 
 
@@ -140,7 +140,7 @@ def run_level(client, path, body, concurrency, requests, max_seconds):
             try:
                 client.request("POST", path, body)
                 status = None
-            except ServingError as e:
+            except ErrorResponse as e:
                 status = str(e.status)
             except OSError as e:
                 status = type(e).__name__
@@ -176,7 +176,7 @@ def summarize(latencies, errors, seconds, concurrency, instances):
 def server_stats(client):
     try:
         return client.request("GET", "/monitoring/stats")
-    except (ServingError, OSError):
+    except (ErrorResponse, OSError):
         return None  # a real TF Serving has no such route
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from tensorflow.core.protobuf import error_codes_pb2
 
 from serving.errors import NOT_FOUND, ServingError, describe_exception
+from serving.savedmodel import list_versions
 from serving.servable import CallStats, Servable
 
 log = logging.getLogger("serving")
@@ -128,18 +129,12 @@ class ModelStore:
 
     def _version_dirs(self):
         try:
-            names = os.listdir(self.base_path)
+            found = list_versions(self.base_path)
         except OSError:
             self._warn_once("base", f"Could not find base path {self.base_path} for servable {self.name}")
             return {}
         dirs = {}
-        for entry in sorted(names):
-            if not (entry.isascii() and entry.isdigit() and len(entry) <= 18):
-                continue
-            path = os.path.join(self.base_path, entry)
-            if not os.path.isdir(path):
-                continue
-            version = int(entry)
+        for version, path in found:
             if version in dirs:
                 self._warn_once(f"dup{version}", f"Duplicate version directories for version {version} "
                                 f"under {self.base_path}; serving {dirs[version]}")

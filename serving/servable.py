@@ -16,15 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf import json_format, text_format
-from tensorflow.core.protobuf import saved_model_pb2
+from google.protobuf import json_format
 
 from serving.errors import INVALID_ARGUMENT, ServingError, describe_exception
+from serving.savedmodel import import_tf_text, read_saved_model
 
-try:  # Registers the tensorflow-text ops that `classify_text` signatures call.
-    import tensorflow_text  # noqa: F401
-except ImportError:  # pragma: no cover - the server still serves models without such ops
-    tensorflow_text = None
+# The tensorflow-text ops that `classify_text` signatures call; models without them serve anyway.
+import_tf_text()
 
 
 @dataclass(frozen=True)
@@ -112,22 +110,10 @@ def _signature(name, fn):
     return Signature(name, fn, dict(kwargs), outputs)
 
 
-def _read_saved_model_proto(path):
-    proto = saved_model_pb2.SavedModel()
-    binary, text = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
-    if os.path.isfile(binary):
-        with open(binary, "rb") as f:
-            proto.ParseFromString(f.read())
-    else:
-        with open(text) as f:
-            text_format.Parse(f.read(), proto)
-    return proto
-
-
 def _signature_defs_json(path, signatures):
     """The SignatureDef map as TF Serving prints it (proto JSON, all fields, proto field names)."""
     try:
-        defs = _read_saved_model_proto(path).meta_graphs[0].signature_def
+        defs = read_saved_model(path).meta_graphs[0].signature_def
         try:
             return {name: json_format.MessageToDict(sig, always_print_fields_with_no_presence=True,
                                                     preserving_proto_field_name=True)

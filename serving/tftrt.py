@@ -22,7 +22,8 @@ import sys
 
 import numpy as np
 
-from serving.convert import SERVING_SIGNATURE, ConversionError, read_signature, sample_inputs
+from serving.savedmodel import SERVING_SIGNATURE, import_tf_text
+from serving.signature_inputs import ConversionError, read_signature, sample_inputs
 
 PRECISIONS = ("FP32", "FP16")
 
@@ -68,8 +69,7 @@ def convert_tftrt(saved_model_dir, out_dir, precision="FP16", signature=SERVING_
 
     from tensorflow.python.compiler.tensorrt import trt_convert as trt
 
-    from serving.convert import _import_tf_text
-    _import_tf_text()
+    import_tf_text()
     try:
         converter = trt.TrtGraphConverterV2(
             input_saved_model_dir=os.fspath(saved_model_dir),

@@ -11,11 +11,14 @@ import shutil
 import numpy as np
 import pytest
 
+from benchmarks.cli import add_bench_parser, bench_main
+from benchmarks.run import run_benchmark
+from benchmarks.settings import BenchError
+from benchmarks.stats import (accuracy, kept_function, layer_macs, like_for_like, matmul_work, own_baseline,
+                              pass_summary, result_rows, rotated, token_layers, xla_payoff)
+from benchmarks.variants import VARIANTS, code_fingerprint, make_batches, reference_ids, select_variants
 from powerbert_tf import RetentionConfig
-from training.bench import BenchError, add_bench_parser, bench_main, run_benchmark
-from training.bench_stats import (accuracy, kept_function, layer_macs, matmul_work, pass_summary, result_rows,
-                                  rotated, token_layers, xla_payoff)
-from training.bench_variants import VARIANTS, code_fingerprint, make_batches, reference_ids, select_variants
+from training.run_dir import RunDir
 from tests.serving_fixtures import TINY_N, TINY_RETENTION, tiny_classifier, tiny_tokenizer, tiny_vocab
 
 SENTENCES = ["the movie was good", "awful plot , dull actors !", "this is not very fun but the story is great",
@@ -83,6 +86,18 @@ def test_token_layers_and_the_flop_bound():
     assert token_layers([(3, 8)], kept_function("bert", 3)) == 3 * 24
 
 
+def test_like_for_like_compares_each_runtime_with_its_own_bert():
+    assert own_baseline("power:tflite") == "bert-padded:tflite"
+    assert own_baseline("power-dynamic:keras") == "bert-dynamic:keras"
+    assert own_baseline("power-la-dynamic:saved_model") == "bert-dynamic:saved_model"
+    assert own_baseline("bert-padded:onnx") is None
+    # A runtime twice as fast as TF does not count: 0.5 s vs its own BERT's 1.5 s is 3x; with a
+    # work bound of 48/16 = 3 that is all of the bound.
+    lfl = like_for_like({"median_s": 0.5}, {"token_layers": 16}, {"median_s": 1.5}, {"token_layers": 48})
+    assert lfl == {"speedup": pytest.approx(3.0), "work_bound": pytest.approx(3.0), "achieved": pytest.approx(1.0)}
+    assert like_for_like({"median_s": 0.5}, {"token_layers": 16}, None, None)["speedup"] is None
+
+
 def test_matmul_work_by_hand():
     # H=4, I=8, T=3, all kept: QKV 3*3*16 + scores/context 2*3*3*4 + output 3*16 + FFN 2*3*4*8.
     assert layer_macs(3, 3, 4, 8) == 144 + 72 + 48 + 192
@@ -135,11 +150,14 @@ def test_select_variants():
 # === Run directories ===
 
 def _write_run(path, bert=True, power=True, retention=True):
+    # The tiny vocabulary stands where a pretrained model would: `init` names it.
+    vocab = os.path.join(f"{path}-pretrained", "vocab.txt")
+    os.makedirs(os.path.dirname(vocab), exist_ok=True)
+    with open(vocab, "w") as f:
+        f.write("\n".join(tiny_vocab()) + "\n")
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump({"task": "sst2", "init": "unused-the-run-has-vocab.txt", "max_length": TINY_N}, f)
-    with open(os.path.join(path, "vocab.txt"), "w") as f:
-        f.write("\n".join(tiny_vocab()) + "\n")
+        json.dump({"task": "sst2", "init": vocab, "max_length": TINY_N}, f)
     if bert:
         os.makedirs(os.path.join(path, "finetune"), exist_ok=True)
         tiny_classifier(retention=None, seed=0).save(os.path.join(path, "finetune", "model.keras"))
@@ -147,7 +165,7 @@ def _write_run(path, bert=True, power=True, retention=True):
         os.makedirs(os.path.join(path, "retrain"), exist_ok=True)
         tiny_classifier(retention=TINY_RETENTION, seed=1).save(os.path.join(path, "retrain", "model.keras"))
     if retention:
-        RetentionConfig(tuple(TINY_RETENTION), TINY_N).save(os.path.join(path, "retention.json"))
+        RunDir(path).write_retention(RetentionConfig(tuple(TINY_RETENTION), TINY_N))
     return str(path)
 
 
@@ -241,6 +259,12 @@ def test_ratios_and_bounds_are_those_of_the_medians(report):
     # the attention of layer j runs on l_{j-1} vectors, so the MAC bound is below L*N/sum(l_j).
     assert 1 < power["matmul_bound"] < power["work_bound"]
     assert power["matmul_achieved"] == pytest.approx(power["speedup"]["1"] / power["matmul_bound"])
+    # Like for like: each PoWER-BERT runtime against BERT in the same runtime.
+    onnx = rows[("power:onnx", 4)]
+    assert onnx["like_for_like"]["baseline"] == "bert-padded:onnx"
+    assert onnx["like_for_like"]["speedup"] == pytest.approx(
+        rows[("bert-padded:onnx", 4)]["median_s"] / onnx["median_s"])
+    assert onnx["like_for_like"]["achieved"] == pytest.approx(onnx["like_for_like"]["speedup"] / 2.0)
 
 
 def test_accuracy_matches_the_models_own_predictions(report, tiny_run):
@@ -285,7 +309,7 @@ def test_exports_made_by_other_code_are_made_again(tiny_run, report, tmp_path):
 
 
 def test_cli_exits_0_and_ends_with_the_speedup_line(tiny_run, tmp_path, capsys):
-    from training.cli import main
+    from powerbert_cli.main import main
 
     dev = tmp_path / "data" / "glue" / "SST-2" / "dev.tsv"
     dev.parent.mkdir(parents=True)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from training.cli import _OVERRIDES, main
+from powerbert_cli.main import _OVERRIDES, main
 
 HEADER = "sentence\tlabel\n"
 
@@ -57,3 +57,33 @@ def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, capsys, 
 def test_missing_data_directory_is_named(tmp_path, capsys):
     assert train(tmp_path, "--data-dir", str(tmp_path / "nowhere")) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-m", "powerbert_cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
+    import subprocess
+    import sys
+
+    # What a bare TensorFlow start prints on this machine (on a CPU machine: oneDNN and CUDA
+    # probing lines such as "failed call to cuInit"); the CLI must print none of it by default.
+    bare = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"],
+                          capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    native = [line for line in bare.stderr.splitlines() if line.strip()]
+    missing = ["export", str(tmp_path / "no-such-run"), "--base", str(tmp_path / "models")]
+    quiet = _cli(*missing)
+    assert quiet.returncode == 2
+    assert quiet.stderr.strip().splitlines() == [
+        f"powerbert: error: {tmp_path / 'no-such-run'} is neither a run directory nor a .keras file"]
+    if native:
+        loud = _cli("--verbose", *missing)
+        assert loud.returncode == 2
+        assert native[-1] in loud.stderr

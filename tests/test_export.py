@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving.export import ExportError, export_saved_model, next_version, non_core_ops, read_metadata
+from serving.export import ExportError, export_saved_model, next_version, read_metadata
+from serving.savedmodel import non_core_ops
 from tests.serving_fixtures import TINY_N, export_tiny, tiny_classifier, tiny_tokenizer
 
 SENTENCES = ["the movie was good", "awful plot , dull actors !", "this is not very fun but the story is great",
@@ -30,8 +31,9 @@ def test_layout_is_tf_servings(exported):
     assert os.path.isfile(os.path.join(path, "variables", "variables.index"))
     assets = sorted(os.listdir(os.path.join(path, "assets")))
     assert assets == ["labels.txt", "powerbert.json", "retention.json", "vocab.txt"]
+    # The model's own configuration: 3 layers x N=16 / (12 + 8 + 4) = 2.0.
     assert json.load(open(os.path.join(path, "assets", "retention.json"))) == {
-        "lengths": [12, 8, 4], "sequence_length": TINY_N}
+        "lengths": [12, 8, 4], "sequence_length": TINY_N, "flop_ratio": 2.0}
     assert open(os.path.join(path, "assets", "labels.txt")).read().split() == ["class_0", "class_1"]
     meta = read_metadata(path)
     assert meta["max_length"] == TINY_N and meta["retention"] == [12, 8, 4] and meta["pair"] is False
@@ -76,6 +78,33 @@ def test_jit_compiled_export_is_marked_for_xla_and_gives_the_same_logits(exporte
     inputs = tokenizer(SENTENCES, max_length=TINY_N)
     got = tf.saved_model.load(path).signatures["serving_default"](**inputs)["logits"].numpy()
     np.testing.assert_allclose(got, model(inputs, training=False).numpy(), atol=1e-4)
+
+
+def test_export_uses_the_models_own_n_and_refuses_another(tmp_path):
+    model = tiny_classifier()  # hard extract at N=16
+    with pytest.raises(ExportError, match=f"built for inputs of length N={TINY_N}.*max_length=8"):
+        export_saved_model(model, tiny_tokenizer(), base=str(tmp_path / "m"), max_length=8,
+                           label_names=["a", "b"])
+    assert not os.path.exists(tmp_path / "m")
+    path = export_saved_model(model, tiny_tokenizer(), base=str(tmp_path / "m"), label_names=["a", "b"])
+    assert read_metadata(path)["max_length"] == TINY_N
+    plain = tiny_classifier(retention=None)
+    with pytest.raises(ExportError, match="needs max_length"):
+        export_saved_model(plain, tiny_tokenizer(), base=str(tmp_path / "p"), label_names=["a", "b"])
+
+
+def test_export_of_a_run_refuses_another_max_length(tmp_path):
+    from powerbert_cli.export_run import export_run
+    from training.config import resolve_config
+    from training.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.start(resolve_config("sst2", "quick", max_length=TINY_N))
+    os.makedirs(run.step_dir("finetune"))
+    tiny_classifier(retention=None).save(run.model_path("finetune"))
+    with pytest.raises(ExportError, match=f"trained at N={TINY_N}; it cannot be exported with --max-length 32"):
+        export_run(run.path, str(tmp_path / "models"), max_length=32)
+    assert not os.path.exists(tmp_path / "models")
 
 
 def test_signature_shapes(exported):
@@ -199,7 +228,7 @@ def test_export_run_of_a_trained_model_in_a_fresh_process(tmp_path):
     model.save(tmp_path / "run" / "finetune" / "model.keras")
     json.dump({"task": "sst2", "init": "minilm-l6", "max_length": TINY_N},
               open(tmp_path / "run" / "config.json", "w"))
-    script = ("import sys; from serving.export import export_run\n"
+    script = ("import sys; from powerbert_cli.export_run import export_run\n"
               f"print(export_run({str(tmp_path / 'run')!r}, {str(tmp_path / 'models')!r}))\n"
               "assert 'training.schedules' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from powerbert_tf.layers import HardExtract
+from powerbert_tf.elimination import HardExtract
 
 
 def reference_kept(scores, mask, k):

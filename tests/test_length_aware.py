@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
 from powerbert_tf.loading import build_encoder
-from powerbert_tf.retention import RetentionConfig
+from powerbert_tf.elimination.retention import RetentionConfig
 from tests.conftest import TINY, random_inputs
 
 N = 16

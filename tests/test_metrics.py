@@ -8,6 +8,7 @@ import pytest
 
 from training import metrics, tasks
 from training.metrics import compute_metrics
+from training.user_task import user_task
 
 # Confusion counts of Y_PRED against Y_TRUE (positive class 1): TP 3, FP 1, FN 1, TN 1.
 Y_TRUE = [1, 0, 1, 1, 0, 1]
@@ -64,7 +65,7 @@ def test_constant_predictions_score_zero_without_warnings():
 
 
 def test_multiclass_user_task_uses_macro_f1(tmp_path):
-    task = tasks.user_task("three", test=str(tmp_path / "t.tsv"), text_column="t",
+    task = user_task("three", test=str(tmp_path / "t.tsv"), text_column="t",
                            label_column="l", label_values=["a", "b", "c"],
                            metrics=("accuracy", "f1"), primary_metric="f1")
     # b and c are swapped once: a has TP 2; b and c each have TP 1, FP 1, FN 1.

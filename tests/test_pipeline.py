@@ -12,8 +12,9 @@ from tests.test_search import NO_DROPOUT
 from tests.tiny_run import write_tiny_init, write_tiny_task_files
 from training import fit_step
 from training.config import resolve_config
-from training.pipeline import Pipeline, RunConfigMismatch
-from training.tasks import user_task
+from training.pipeline import Pipeline
+from training.run_dir import RunConfigMismatch
+from training.user_task import user_task
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ Generated requests (hypothesis, derandomized so CI sees the same ones): random b
 mutations of valid requests (dtype, shape, raggedness, vocabulary, mask and segment ranges, keys,
 nesting, empty batches, signatures, base64) and random URLs. Hand-written ones: body size limits,
 slow bodies, encodings, deep nesting, huge numbers, raw HTTP garbage. Expected status codes and
-messages are TF Serving's (see /work/shared/docs/tf-serving-rest.md and serving/errors.py).
+messages are TF Serving's (see tf-serving-rest.md in the shared docs and serving/errors.py).
 """
 
 import base64

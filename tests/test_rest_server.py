@@ -18,9 +18,9 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (ops of the classify_text signature)
 
 from serving.batching import BatchingParameters, BatchScheduler
-from serving.client import PredictClient, ServingError
+from serving.client import ErrorResponse, PredictClient
 from serving.errors import UNAVAILABLE
-from serving.errors import ServingError as ServerSideError
+from serving.errors import ServingError
 from serving.rest_server import ServerThread, ServingOptions, add_serve_parser, build_app, \
     options_from_args, read_batching_parameters
 from tests.conftest import random_inputs
@@ -179,7 +179,7 @@ def test_documented_examples(server):
     assert toy.status() == {"model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
     assert toy.status(version=1) == toy.status()
-    with pytest.raises(ServingError) as e:
+    with pytest.raises(ErrorResponse) as e:
         client_for(url, "half").predict(instances=[1.0, 5.0])
     assert (e.value.status, e.value.message) == (404, "Servable not found for request: Latest(half)")
 
@@ -327,14 +327,14 @@ def test_batching_isolates_a_bad_request(batching_server, direct):
     results = _concurrently(calls)
     for i, result in enumerate(results):
         if i % 4 == 0:
-            assert isinstance(result, ServingError) and result.status == 400, result
+            assert isinstance(result, ErrorResponse) and result.status == 400, result
             assert "not in [0, 2)" in result.message
         else:
             assert_same_answer(result, direct.answer("serving_default", good, "columnar"), atol=1e-5)
 
 
 def test_batching_limits():
-    with pytest.raises(ServerSideError, match="Task size 5 is larger than maximum input batch size 4"):
+    with pytest.raises(ServingError, match="Task size 5 is larger than maximum input batch size 4"):
         BatchScheduler(BatchingParameters(max_batch_size=4, num_batch_threads=1)).submit(
             "k", lambda a: a, {"x": np.zeros(5)}, 5)
     release = threading.Event()
@@ -347,7 +347,7 @@ def test_batching_limits():
     first = scheduler.submit("k", run, {"x": np.zeros(1)}, 1)
     wait_for(lambda: first.running(), 10, "the first batch to start")
     second = scheduler.submit("k", run, {"x": np.ones(1)}, 1)  # waits in the queue
-    with pytest.raises(ServerSideError) as e:
+    with pytest.raises(ServingError) as e:
         scheduler.submit("k", run, {"x": np.ones(1)}, 1)
     assert e.value.status == UNAVAILABLE and "queue" in e.value.message
     release.set()
@@ -360,7 +360,7 @@ def test_batching_limits():
 def _version_state(client, version):
     try:
         rows = client.status()["model_version_status"]
-    except ServingError:
+    except ErrorResponse:
         return None
     return next(((r["state"], r["status"]["error_code"]) for r in rows if r["version"] == str(version)), None)
 
@@ -382,7 +382,7 @@ def test_new_version_is_picked_up_and_broken_ones_are_not(tmp_path, models, dire
         wait_for(lambda: _version_state(client, 2) == ("AVAILABLE", "OK"), 30, "version 2")
         assert_same_answer(client.predict(**request), v2.answer("serving_default", inputs, "columnar"))
         assert _version_state(client, 1) == ("END", "OK")
-        with pytest.raises(ServingError) as e:
+        with pytest.raises(ErrorResponse) as e:
             client.predict(version=1, **request)
         assert e.value.status == 404
 

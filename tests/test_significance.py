@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from powerbert_tf.significance import significance_scores
+from powerbert_tf.elimination.significance import significance_scores
 
 
 def reference_significance(probs, mask):

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
-from powerbert_tf.layers import ClipToUnitInterval, SoftExtract
+from powerbert_tf.elimination import ClipToUnitInterval, SoftExtract
 from powerbert_tf.loading import build_encoder
 from tests.conftest import random_inputs
 

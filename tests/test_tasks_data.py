@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from training import data, tasks
+from training.user_task import user_task
 from training.data import (DataError, EmptyFileError, LabelError, MalformedRowError,
                            MissingDataError, read_split)
 
@@ -250,7 +251,7 @@ def test_user_task_tsv_with_inferred_labels(tmp_path):
     train = write(tmp_path / "train.tsv", "id\tq\ta\ty\n1\tWhy?\tBecause.\t10\n2\tHow?\tSo.\t2\n"
                                           "3\tWho?\tMe.\t2\n")
     dev = write(tmp_path / "dev.tsv", "id\tq\ta\ty\n1\tWhen?\tNow.\t10\n")
-    task = tasks.user_task("qa", train=str(train), dev=str(dev), text_column="q",
+    task = user_task("qa", train=str(train), dev=str(dev), text_column="q",
                            pair_column="a", label_column="y", max_length=32)
     assert task.label_values == ("2", "10")  # numeric order, not string order
     assert task.file_format == "tsv" and task.splits == ("train", "dev")
@@ -263,7 +264,7 @@ def test_user_task_tsv_with_inferred_labels(tmp_path):
 def test_user_task_dev_holdout(tmp_path):
     rows = "".join(f"text {i},{i % 2}\n" for i in range(10))
     train = write(tmp_path / "all.csv", "t,l\n" + rows)
-    task = tasks.user_task("held", train=str(train), text_column="t", label_column="l",
+    task = user_task("held", train=str(train), text_column="t", label_column="l",
                            dev_holdout=(0.3, 7))
     train_part, dev_part = read_split(task, "train"), read_split(task, "dev")
     assert (len(train_part), len(dev_part)) == (7, 3)
@@ -272,7 +273,7 @@ def test_user_task_dev_holdout(tmp_path):
 
 def test_user_task_csv_with_given_labels(tmp_path):
     test = write(tmp_path / "reviews.csv", 'review,stars\n"Fine, ok",mid\nAwful,low\n')
-    task = tasks.user_task("stars", test=str(test), text_column="review", label_column="stars",
+    task = user_task("stars", test=str(test), text_column="review", label_column="stars",
                            label_values=["low", "mid", "high"])
     assert read_split(task, "test").labels.tolist() == [1, 0]
     write(tmp_path / "reviews.csv", "review,stars\nGreat,top\n")
@@ -283,7 +284,7 @@ def test_user_task_csv_with_given_labels(tmp_path):
 
 def test_user_task_unlabelled_test_file(tmp_path):
     test = write(tmp_path / "test.tsv", "id\tq\nA\tWhy?\n")
-    task = tasks.user_task("qa", test=str(test), text_column="q", label_column="y",
+    task = user_task("qa", test=str(test), text_column="q", label_column="y",
                            label_values=["no", "yes"], test_labelled=False)
     examples = read_split(task, "test")
     assert examples.text == ["Why?"] and examples.labels is None
@@ -291,7 +292,7 @@ def test_user_task_unlabelled_test_file(tmp_path):
 
 def test_user_task_regression(tmp_path):
     train = write(tmp_path / "s.csv", "a,b,sim\nx,y,0.5\nx,z,-3\n")
-    task = tasks.user_task("sim", train=str(train), text_column="a", pair_column="b",
+    task = user_task("sim", train=str(train), text_column="a", pair_column="b",
                            label_column="sim", is_regression=True)
     assert task.primary_metric == "spearman"
     assert read_split(task, "train").labels.tolist() == [0.5, -3.0]
@@ -299,12 +300,12 @@ def test_user_task_regression(tmp_path):
 
 def test_user_task_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="give at least one of train="):
-        tasks.user_task("u", text_column="t", label_column="l")
+        user_task("u", text_column="t", label_column="l")
     with pytest.raises(ValueError, match="cannot tell the file format"):
-        tasks.user_task("u", train="a.txt", text_column="t", label_column="l")
+        user_task("u", train="a.txt", text_column="t", label_column="l")
     with pytest.raises(MissingDataError, match="nope.tsv: file does not exist"):
-        tasks.user_task("u", train=str(tmp_path / "nope.tsv"), text_column="t",
+        user_task("u", train=str(tmp_path / "nope.tsv"), text_column="t",
                         label_column="l")
     one_label = write(tmp_path / "one.tsv", "t\tl\na\tx\nb\tx\n")
     with pytest.raises(LabelError, match=r"one.tsv: column 'l' has 1 distinct label"):
-        tasks.user_task("u", train=str(one_label), text_column="t", label_column="l")
+        user_task("u", train=str(one_label), text_column="t", label_column="l")

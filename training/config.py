@@ -6,7 +6,6 @@ the run directory as `config.json`; a resumed run must use the same config.
 """
 
 import dataclasses
-import json
 from typing import Optional
 
 from training.tasks import TaskSpec, get_task
@@ -56,10 +55,20 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.retention is not None:
-            from powerbert_tf.retention import RetentionConfig
+            object.__setattr__(self, "retention", list(self.retention_config.lengths))
 
-            object.__setattr__(self, "retention", list(
-                RetentionConfig(tuple(self.retention), self.max_length).lengths))
+    @property
+    def retention_config(self):
+        """`--retention` as a `RetentionConfig` at N = `max_length` (None when not given).
+
+        Raises:
+            RetentionError: the counts break the rules.
+        """
+        if self.retention is None:
+            return None
+        from powerbert_tf import RetentionConfig
+
+        return RetentionConfig(tuple(self.retention), self.max_length)
 
     def epochs_for(self, step):
         explicit = {"search": self.search_epochs, "retrain": self.retrain_epochs}.get(step)
@@ -78,14 +87,10 @@ class TrainConfig:
         """{field: default} of the fields that have one."""
         return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
-    def save(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-
     @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls(**json.load(f))
+    def from_dict(cls, data):
+        """A config saved by an earlier version: settings added since take their defaults."""
+        return cls(**{**cls.defaults(), **data})
 
 
 def resolve_config(task, preset="paper", **overrides):
@@ -103,3 +108,20 @@ def resolve_config(task, preset="paper", **overrides):
         raise ValueError(f"unknown settings {unknown}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)
+
+
+# Settings that do not make a run depart from the paper's setup: names, where it starts from,
+# how often it saves, and the seed (every seed is the paper's protocol).
+_NOT_SETUP = ("task", "preset", "init", "checkpoint_every", "seed")
+
+
+def differences_from_paper(config: TrainConfig, task=None):
+    """{setting: {"paper": value, "used": value}} where `config` departs from the paper's setup:
+    its task's Table-1 row, 3 epochs per step, the full training set (`PRESETS["paper"]`).
+
+    `task`: the `TaskSpec` for a user task (default: `config.task` by name).
+    """
+    paper = resolve_config(task or config.task, "paper").to_dict()
+    used = config.to_dict()
+    return {k: {"paper": paper[k], "used": used[k]} for k in sorted(used)
+            if k not in _NOT_SETUP and used[k] != paper[k]}

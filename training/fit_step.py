@@ -14,7 +14,12 @@ import keras
 import numpy as np
 
 from training.metrics import compute_metrics
-from training.run_state import read_json, save_model_atomically, write_json
+from training.atomic_files import read_json, save_model_atomically, write_json
+
+
+def best_model_path(step_dir):
+    """The step's best-so-far model (by dev metric), kept beside its resumable checkpoint."""
+    return os.path.join(step_dir, "best.keras")
 
 
 def chunking(total_steps, target_chunk):
@@ -56,7 +61,7 @@ class _ChunkEnd(keras.callbacks.Callback):
             for name, value in metrics.items():
                 tf.summary.scalar(f"dev/{name}", value, step=steps_done)
         if self.progress["best"] is None or metrics["primary"] > self.progress["best"]["dev"]["primary"]:
-            save_model_atomically(self.model, os.path.join(self.step_dir, "best.keras"))
+            save_model_atomically(self.model, best_model_path(self.step_dir))
             self.progress["best"] = entry
         self.progress["steps_done"] = steps_done
         save_model_atomically(self.model, os.path.join(self.step_dir, "checkpoint.keras"))
@@ -80,15 +85,20 @@ def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_d
     import tensorflow as tf
 
     os.makedirs(step_dir, exist_ok=True)
-    chunks, per_chunk = chunking(total_steps, checkpoint_every)
     progress = read_json(os.path.join(step_dir, "progress.json"))
     checkpoint = os.path.join(step_dir, "checkpoint.keras")
     if progress and os.path.exists(checkpoint):
+        # The chunk size the step started with (its LR schedule spans those chunks), whatever
+        # --checkpoint-every says now.
+        per_chunk = progress.get("steps_per_chunk") or chunking(total_steps, checkpoint_every)[1]
+        chunks = progress["total_steps"] // per_chunk
         model = keras.saving.load_model(checkpoint)
         print(f"  resuming from step {progress['steps_done']} of {chunks * per_chunk}", flush=True)
     else:
+        chunks, per_chunk = chunking(total_steps, checkpoint_every)
         model = build_model(chunks * per_chunk)
-        progress = {"steps_done": 0, "best": None, "history": [], "total_steps": chunks * per_chunk}
+        progress = {"steps_done": 0, "best": None, "history": [], "total_steps": chunks * per_chunk,
+                    "steps_per_chunk": per_chunk}
     done_chunks = progress["steps_done"] // per_chunk
     if done_chunks < chunks:
         writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))

@@ -1,12 +1,5 @@
-"""The three PoWER-BERT steps as one resumable run in a run directory.
+"""The three PoWER-BERT steps as one resumable run in a run directory (`training.run_dir`)."""
 
-Layout of `<out>/`: `config.json`; `finetune/`, `search/`, `retrain/` (each with its model
-`.keras`, `metrics.json`, resumable checkpoint and `done.json` once complete); `retention.json`,
-`retention.png`, `summary.json`; `logs/` for TensorBoard.
-"""
-
-import os
-import shutil
 import sys
 import time
 
@@ -16,19 +9,15 @@ import tensorflow as tf
 from powerbert_tf import PowerBertClassifier, RetentionConfig, load_tokenizer
 from powerbert_tf.loading import resolve_checkpoint
 from powerbert_tf.bert_config import BertConfig
-from training.config import STEPS, TrainConfig
+from training.config import STEPS, TrainConfig, differences_from_paper
 from training.data import read_split
-from training.fit_step import checkpointed_fit, evaluate
+from training.fit_step import best_model_path, checkpointed_fit, evaluate
 from training.input_pipeline import count_batches, epoch_stream, make_dataset
 from training.plots import plot_retention
-from training.run_state import mark_done, read_json, step_done, write_json
+from training.run_dir import RunDir
 from training.schedules import WarmupLinearDecay
 from training.search import ConfigurationSearch, run_search
 from training.tasks import get_task
-
-
-class RunConfigMismatch(ValueError):
-    """The run directory was started with different settings."""
 
 
 class Pipeline:
@@ -36,7 +25,7 @@ class Pipeline:
 
     def __init__(self, config: TrainConfig, out_dir, data_dir=None, task=None, strategy=None, verbose=1):
         """`task`: a `TaskSpec` for user data (`training.tasks.user_task`); default `config.task`."""
-        self.config, self.out_dir, self.verbose = config, out_dir, verbose
+        self.config, self.run_dir, self.verbose = config, RunDir(out_dir), verbose
         self.strategy = strategy or tf.distribute.get_strategy()
         self.task = task or get_task(config.task)
         # Everything that can be wrong with the input is checked here, before any training.
@@ -47,28 +36,10 @@ class Pipeline:
         if config.max_length > bert.max_position_embeddings:
             raise ValueError(f"max_length={config.max_length} exceeds the {config.init} encoder's "
                              f"max_position_embeddings={bert.max_position_embeddings}")
-        self.encoder_layers = bert.num_hidden_layers
         if config.retention is not None:
-            RetentionConfig(tuple(config.retention), config.max_length).check_num_layers(bert.num_hidden_layers)
+            config.retention_config.check_num_layers(bert.num_hidden_layers)
         self.tokenizer = load_tokenizer(config.init)
-        self._check_run_dir()
-
-    # === Run directory ===
-    def path(self, *parts):
-        return os.path.join(self.out_dir, *parts)
-
-    def _check_run_dir(self):
-        os.makedirs(self.out_dir, exist_ok=True)
-        current = self.config.to_dict()
-        saved = read_json(self.path("config.json"))
-        if saved is not None:
-            saved = {**TrainConfig.defaults(), **saved}  # settings added since the run started
-            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            if changed:
-                raise RunConfigMismatch(
-                    f"{self.out_dir} was started with different settings ({', '.join(changed)}); "
-                    f"re-run with the same options to resume, or choose another --out")
-        write_json(self.path("config.json"), current)
+        self.run_dir.start(config)
 
     # === Data ===
     def _loss(self, reduction="sum_over_batch_size"):
@@ -102,14 +73,14 @@ class Pipeline:
     # === Steps ===
     def run(self, steps=STEPS):
         for step in steps:
-            if step_done(self.path(step)):
+            if self.run_dir.step_done(step):
                 print(f"[{step}] already complete, skipping", flush=True)
                 continue
             print(f"[{step}] starting", flush=True)
             started = time.time()
             info = getattr(self, f"_{step}")()
             info["wall_seconds"] = round(time.time() - started, 1)
-            mark_done(self.path(step), info)
+            self.run_dir.mark_done(step, info)
         return self.write_summary()
 
     def _compile(self, model, total_steps):
@@ -123,9 +94,9 @@ class Pipeline:
         make_stream, total = self._train_plan(step, bucket=bucket, drop_remainder=False)
         progress = checkpointed_fit(
             lambda steps: self._compile(build_model(), steps), make_stream, total, self.dev_dataset(bucket=dev_bucket),
-            self.task, self.path(step), self.path("logs", step), self.config.checkpoint_every, self.verbose)
-        shutil.copy(self.path(step, "best.keras"), self.path(step, "model.keras"))
-        write_json(self.path(step, "metrics.json"), progress["best"]["dev"])
+            self.task, self.run_dir.step_dir(step), self.run_dir.log_dir(step), self.config.checkpoint_every,
+            self.verbose)
+        self.run_dir.keep_best_model(step, best_model_path(self.run_dir.step_dir(step)), progress["best"]["dev"])
         return {"dev": progress["best"]["dev"], "steps": progress["steps_done"],
                 "best_step": progress["best"]["step"]}
 
@@ -136,7 +107,7 @@ class Pipeline:
 
     def _search(self):
         c = self.config
-        finetuned = keras.saving.load_model(self.path("finetune", "model.keras"))
+        finetuned = self.run_dir.load_model("finetune")
         make_stream, total = self._train_plan("search", bucket=False, drop_remainder=True)
         with self.strategy.scope():
             model = finetuned.with_elimination(elimination="soft", sequence_length=c.max_length)
@@ -145,15 +116,14 @@ class Pipeline:
                 lr_soft=c.lr_soft_extract, total_steps=total, global_batch=c.batch_size,
                 warmup_fraction=c.warmup_fraction, weight_decay=c.weight_decay, strategy=self.strategy)
         dev = self.dev_dataset()
-        progress = run_search(search, make_stream, total, self.path("search"), self.path("logs", "search"),
+        progress = run_search(search, make_stream, total, self.run_dir.step_dir("search"), self.run_dir.log_dir("search"),
                               c.checkpoint_every, evaluate_dev=lambda: evaluate(model, dev, self.task),
                               verbose=self.verbose)
         masses = search.masses()
         retention = RetentionConfig.from_masses(masses, c.max_length, rounding=c.rounding)
-        model.save(self.path("search", "model.keras"))
-        retention.save(self.path("retention.json"))
-        write_json(self.path("search", "masses.json"), masses)
-        plot_retention(retention, self.path("retention.png"), masses=masses,
+        self.run_dir.save_model("search", model)
+        self.run_dir.write_retention(retention, masses)
+        plot_retention(retention, self.run_dir.file("retention.png"), masses=masses,
                        title=f"{self.task.name}: kept word vectors per layer "
                              f"(FLOP ratio {retention.flop_ratio:.2f}x)")
         dev_metrics = progress["history"][-1].get("dev") if progress["history"] else None
@@ -163,15 +133,12 @@ class Pipeline:
     def _retrain(self):
         c = self.config
         if c.retention is not None:  # a configuration given on the command line wins
-            retention = RetentionConfig(tuple(c.retention), c.max_length)
-            retention.save(self.path("retention.json"))
+            retention = c.retention_config
+            self.run_dir.write_retention(retention)
         else:
-            retention = RetentionConfig.load(self.path("retention.json"))
-        retention.check_num_layers(self.encoder_layers)
-        source = self.path("search", "model.keras")
-        if not os.path.exists(source):  # re-training without a search starts from the fine-tuned model
-            source = self.path("finetune", "model.keras")
-        searched = keras.saving.load_model(source)
+            retention = self.run_dir.read_retention()
+        # Re-training without a search starts from the fine-tuned model.
+        searched = self.run_dir.load_model("search" if self.run_dir.has_model("search") else "finetune")
         # Length-aware models are trained and judged on length-bucketed batches: that is how they
         # prune (at T = N they are the plain hard model).
         return self._fit("retrain", lambda: searched.with_elimination(
@@ -180,11 +147,14 @@ class Pipeline:
 
     # === Summary ===
     def write_summary(self):
-        done = {step: read_json(self.path(step, "done.json")) for step in STEPS}
-        retention = read_json(self.path("retention.json"))
+        done = {step: self.run_dir.done_info(step) for step in STEPS}
+        retention = self.run_dir.read_retention().to_dict() if self.run_dir.has_retention() else None
         summary = {
             "task": self.task.name, "metric": self.task.primary_metric, "init": self.config.init,
             "preset": self.config.preset, "max_length": self.config.max_length,
+            # What the run actually used, and where that departs from Table 1 of the paper.
+            "settings": self.config.to_dict(),
+            "differs_from_paper": differences_from_paper(self.config, self.task),
             "baseline": done["finetune"]["dev"] if done["finetune"] else None,
             "power_bert": done["retrain"]["dev"] if done["retrain"] else None,
             "retention": retention["lengths"] if retention else None,
@@ -193,9 +163,10 @@ class Pipeline:
             "train_examples": {s: min(self.config.subset_for(s) or len(self.train.text), len(self.train.text))
                                for s in STEPS},
             "dev_examples": min(self.config.dev_subset or len(self.dev.text), len(self.dev.text)),
-            "command": " ".join(sys.argv),
+            # The program's name without its directory: the summary names no path of this machine.
+            "command": " ".join(["powerbert"] + sys.argv[1:]),
         }
-        write_json(self.path("summary.json"), summary)
+        self.run_dir.write_summary(summary)
         return summary
 
 
@@ -207,6 +178,8 @@ def format_summary(summary):
             (f"baseline dev {metric}", f"{base['primary']:.4f}" if base else "-"),
             (f"PoWER-BERT dev {metric}", f"{power['primary']:.4f}" if power else "-"),
             ("retention (l_1..l_L)", ",".join(map(str, summary["retention"])) if summary["retention"] else "-"),
-            ("FLOP ratio L*N/sum(l_j)", f"{summary['flop_ratio']:.2f}x" if summary["flop_ratio"] else "-")]
+            ("FLOP ratio L*N/sum(l_j)", f"{summary['flop_ratio']:.2f}x" if summary["flop_ratio"] else "-"),
+            ("differs from Table 1", ", ".join(f"{k}={v['used']}" for k, v in summary["differs_from_paper"].items())
+             or "nothing")]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

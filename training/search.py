@@ -14,8 +14,8 @@ import time
 import keras
 import tensorflow as tf
 
-from powerbert_tf.retention import mass_penalty
-from training.run_state import read_json, write_json
+from powerbert_tf.elimination.retention import mass_penalty
+from training.atomic_files import read_json, write_json
 from training.schedules import WarmupLinearDecay
 
 

@@ -8,7 +8,7 @@ parsing and checking are the same as for `read_split`.
     import tensorflow_datasets as tfds
     import training.tfds_glue_local  # registers the builder
 
-    builder = tfds.builder("powerbert_glue_local/rte", data_dir="/tmp/tfds")
+    builder = tfds.builder("powerbert_glue_local/rte", data_dir="tfds_data")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir="/path/to/shared/data"))
     dev = builder.as_dataset(split="validation")

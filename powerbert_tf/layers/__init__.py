@@ -1,11 +1,7 @@
-"""Keras layers of the PoWER-BERT encoder."""
+"""Keras layers of the BERT encoder (the elimination layers are in `powerbert_tf.elimination`)."""
 
 from powerbert_tf.layers.bert_embeddings import BertEmbeddings
-from powerbert_tf.layers.clip_constraint import ClipToUnitInterval
 from powerbert_tf.layers.encoder_layer import EncoderLayer
-from powerbert_tf.layers.hard_extract import HardExtract
 from powerbert_tf.layers.self_attention import SelfAttention
-from powerbert_tf.layers.soft_extract import SoftExtract
 
-__all__ = ["BertEmbeddings", "ClipToUnitInterval", "EncoderLayer", "HardExtract", "SelfAttention",
-           "SoftExtract"]
+__all__ = ["BertEmbeddings", "EncoderLayer", "SelfAttention"]

@@ -30,19 +30,19 @@ class BertEmbeddings(keras.layers.Layer):
         self.initializer_range = initializer_range
 
         # === Layers ===
-        def init():
-            return keras.initializers.TruncatedNormal(stddev=initializer_range)
+        # Sublayers follow this layer's dtype policy (not the global one in force when they are
+        # made), so a mixed-precision model reloaded under float32 stays mixed throughout.
+        def embedding(size, name):
+            return keras.layers.Embedding(
+                size, hidden_size, name=name, dtype=self.dtype_policy,
+                embeddings_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
-        self.word_embeddings = keras.layers.Embedding(vocab_size, hidden_size, embeddings_initializer=init(),
-                                                      name="word_embeddings")
-        self.position_embeddings = keras.layers.Embedding(max_position_embeddings, hidden_size,
-                                                          embeddings_initializer=init(),
-                                                          name="position_embeddings")
-        self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, hidden_size,
-                                                            embeddings_initializer=init(),
-                                                            name="token_type_embeddings")
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm")
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.word_embeddings = embedding(vocab_size, "word_embeddings")
+        self.position_embeddings = embedding(max_position_embeddings, "position_embeddings")
+        self.token_type_embeddings = embedding(type_vocab_size, "token_type_embeddings")
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm",
+                                                          dtype=self.dtype_policy)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         self.word_embeddings.build((None, None))

@@ -3,11 +3,9 @@
 import keras
 import tensorflow as tf
 
-from powerbert_tf.layers.hard_extract import HardExtract
+from powerbert_tf.elimination import HardExtract, SoftExtract, significance_scores
 from powerbert_tf.layers.self_attention import SelfAttention
-from powerbert_tf.layers.soft_extract import SoftExtract
 from powerbert_tf.serialization import register
-from powerbert_tf.significance import significance_scores
 
 ELIMINATION_MODES = ("none", "soft", "hard")
 
@@ -38,7 +36,8 @@ class EncoderLayer(keras.layers.Layer):
     Call args:
         hidden: float (B, T, D).
         attention_mask: (B, T), 1 for real tokens.
-        return_scores: also return `attention_probs` (B, H, T, T) and `significance` (B, T).
+        return_scores: also return `attention_probs` (B, H, T, T) and `significance` (B, T), both
+            float32 whatever the dtype policy (they decide the ranking).
         keep: hard mode: override `keep` for this call (length-aware retention).
 
     Returns:
@@ -68,25 +67,29 @@ class EncoderLayer(keras.layers.Layer):
         self.keep = keep
         self.sequence_length = sequence_length
 
-        # === Layers ===
+        # === Layers === (in this layer's dtype policy, see `BertEmbeddings`)
         def init():
             return keras.initializers.TruncatedNormal(stddev=initializer_range)
 
+        policy = self.dtype_policy
         self.attention = SelfAttention(hidden_size, num_heads, dropout=attention_dropout,
-                                       initializer_range=initializer_range, name="attention")
-        self.attention_dropout_layer = keras.layers.Dropout(dropout)
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm")
+                                       initializer_range=initializer_range, name="attention", dtype=policy)
+        self.attention_dropout_layer = keras.layers.Dropout(dropout, dtype=policy)
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm",
+                                                              dtype=policy)
         if elimination == "hard":
-            self.extract = HardExtract(keep, name="hard_extract")
+            self.extract = HardExtract(keep, name="hard_extract", dtype=policy)
         elif elimination == "soft":
-            self.extract = SoftExtract(sequence_length, name="soft_extract")
+            self.extract = SoftExtract(sequence_length, name="soft_extract", dtype=policy)
         else:
             self.extract = None
         self.intermediate = keras.layers.Dense(intermediate_size, activation=_activation(activation),
-                                               kernel_initializer=init(), name="intermediate")
-        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output")
-        self.output_dropout_layer = keras.layers.Dropout(dropout)
-        self.output_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="output_norm")
+                                               kernel_initializer=init(), name="intermediate", dtype=policy)
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output",
+                                               dtype=policy)
+        self.output_dropout_layer = keras.layers.Dropout(dropout, dtype=policy)
+        self.output_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="output_norm",
+                                                           dtype=policy)
 
     def build(self, input_shape=None):
         shape = (None, None, self.hidden_size)
@@ -125,7 +128,7 @@ class EncoderLayer(keras.layers.Layer):
     def _call_keeping_cls(self, hidden, attention_mask, training):
         # [CLS] ranks first whatever the significance, so no scores are needed and of all the
         # queries only [CLS]'s (keys and values still come from every position).
-        unscored = tf.zeros(tf.shape(attention_mask), hidden.dtype)
+        unscored = tf.zeros(tf.shape(attention_mask), tf.float32)
         kept, kept_mask, positions = self.extract(hidden, attention_mask, unscored, keep=1)
         context, _ = self.attention.context(hidden, attention_mask, training=training, query_positions=positions)
         hidden = self._attention_output(kept, context, training)

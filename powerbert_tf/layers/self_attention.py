@@ -21,7 +21,7 @@ class SelfAttention(keras.layers.Layer):
 
     Returns:
         `(output, probs)`: float (B, T, D) after the output projection (before the residual), and
-        the softmax probabilities (B, H, T, T) indexed [b, h, query, key], before dropout.
+        the float32 softmax probabilities (B, H, T, T) indexed [b, h, query, key], before dropout.
 
     `context` and `project` are the two halves of `call`, so a caller can drop query rows in
     between (each output row depends only on its own query's row of `probs`).
@@ -40,14 +40,14 @@ class SelfAttention(keras.layers.Layer):
         # === Layers ===
         def dense(name):
             return keras.layers.Dense(
-                hidden_size, name=name,
+                hidden_size, name=name, dtype=self.dtype_policy,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
         self.query = dense("query")
         self.key = dense("key")
         self.value = dense("value")
         self.output_dense = dense("output")
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         for layer in (self.query, self.key, self.value, self.output_dense):
@@ -70,7 +70,7 @@ class SelfAttention(keras.layers.Layer):
                 values still come from all T positions). Default: all T.
 
         Returns:
-            `(context, probs)`: float (B, Q, D), one row per query, and the probabilities
+            `(context, probs)`: float (B, Q, D), one row per query, and the float32 probabilities
             (B, H, Q, T) before dropout.
         """
         batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
@@ -82,14 +82,16 @@ class SelfAttention(keras.layers.Layer):
         k = self._split_heads(self.key(hidden), batch, length)
         v = self._split_heads(self.value(hidden), batch, length)
 
-        logits = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_size))
-        # -1e4 rather than -1e9 so the bias stays finite in float16 under mixed precision; exp(-1e4)
-        # is exactly 0 in float32 as well.
-        key_mask = tf.cast(attention_mask, logits.dtype)
+        # Softmax in float32 whatever the compute dtype: the probabilities feed the significance
+        # scores, whose ranking decides which word vectors survive, and float16/bfloat16 sums of
+        # near-uniform probabilities tie or swap ranks (hard extract then keeps other tokens).
+        logits = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * (1.0 / math.sqrt(self.head_size))
+        key_mask = tf.cast(attention_mask, tf.float32)
         bias = tf.expand_dims(tf.expand_dims((1.0 - key_mask) * -10000.0, 1), 1)  # (B, 1, 1, T)
         probs = tf.nn.softmax(logits + bias, axis=-1)
 
-        context = tf.matmul(self.dropout_layer(probs, training=training), v)  # (B, H, Q, d)
+        dropped = tf.cast(self.dropout_layer(probs, training=training), v.dtype)
+        context = tf.matmul(dropped, v)  # (B, H, Q, d)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, num_queries, self.hidden_size])
         return context, probs
 

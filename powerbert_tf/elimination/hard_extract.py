@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from powerbert_tf import ranking
+from powerbert_tf.elimination import ranking
 from powerbert_tf.serialization import register
 
 
@@ -17,7 +17,7 @@ class HardExtract(keras.layers.Layer):
     Call args:
         hidden: float (B, T, D).
         attention_mask: (B, T), 1 for real tokens.
-        scores: float (B, T) significance scores (`significance_scores`).
+        scores: float (B, T) significance scores (`significance_scores`), ranked in float32.
         keep: optional override of the layer's `keep` for this call (int or scalar int tensor),
             used by length-aware retention.
 
@@ -27,7 +27,9 @@ class HardExtract(keras.layers.Layer):
     """
 
     def __init__(self, keep, **kwargs):
-        super().__init__(**kwargs)
+        # No autocast: under mixed precision Keras would cast the float32 `scores` to float16 on
+        # the way in, and float16 scores tie or swap ranks, so other word vectors would be kept.
+        super().__init__(autocast=False, **kwargs)
         if int(keep) != keep or keep < 1:
             raise ValueError(f"HardExtract keep must be a positive int, got {keep!r}")
         self.keep = int(keep)

@@ -1,6 +1,6 @@
 """Measure the REST endpoint and the converted models of a run; write results/serving.md + .json.
 
-    python tools/serving_results.py --run runs/sst2-minilm [--rounds 2] [--requests 200]
+    python -m benchmarks.serving_load --run runs/sst2-minilm [--rounds 2] [--requests 200]
 
 1. Exports the run's baseline (`finetune/model.keras`) and PoWER-BERT (`retrain/model.keras`)
    models, starts `powerbert serve` on each with and without server-side batching, and runs
@@ -52,7 +52,7 @@ def wait_ready(port, name, timeout=180):
 
 def load_test(base, batching, body_path, requests, out_json):
     port = free_port()
-    cmd = [sys.executable, "-m", "training.cli", "serve", "--model_base_path", base,
+    cmd = [sys.executable, "-m", "powerbert_cli.main", "serve", "--model_base_path", base,
            "--model_name", "m", "--port", str(port)]
     if batching:
         # TF Serving's CPU advice: threads = cores, a short batching window.
@@ -100,24 +100,23 @@ def main(argv=None):
     parser.add_argument("--out", default="results/serving")
     args = parser.parse_args(argv)
 
-    import keras
-
     from powerbert_tf import load_tokenizer
     from serving.convert import convert_onnx, convert_tflite, load_runner
     from serving.export import export_saved_model
     from training.data import read_split
+    from training.run_dir import RunDir
     from training.tasks import get_task
 
-    with open(os.path.join(args.run, "config.json")) as f:
-        config = json.load(f)
-    task = get_task(config["task"])
-    n = config["max_length"]
-    tokenizer = load_tokenizer(config["init"])
+    run = RunDir(args.run)
+    config, retention = run.check(need=("finetune", "retrain"))
+    task = get_task(config.task)
+    n = config.max_length
+    tokenizer = load_tokenizer(config.init)
     dev = read_split(task, "dev", args.data_dir)
     work = tempfile.mkdtemp(prefix="serving-results-")
     bases = {}
     for name, step in (("baseline", "finetune"), ("power", "retrain")):
-        model = keras.saving.load_model(os.path.join(args.run, step, "model.keras"), compile=False)
+        model = run.load_checked_model(step, retention)
         bases[name] = os.path.join(work, name)
         export_saved_model(model, tokenizer, base=bases[name], max_length=n, label_names=task.label_names,
                            task_name=task.name, pair=task.is_pair, version=1)
@@ -170,7 +169,7 @@ def _median(values):
 def render(report):
     lines = [f"# Serving: REST endpoint and converted models ({report['run']})", "",
              f"Measured {report['date']} on {report['machine']['cores']} CPU cores "
-             f"({report['machine']['platform']}) by `python tools/serving_results.py "
+             f"({report['machine']['platform']}) by `python -m benchmarks.serving_load "
              f"{' '.join(report['command'].split()[1:])}`. Server and load generator share the cores.", "",
              "## REST endpoint (`powerbert serve`, `serving_default`, one SST-2 dev sentence per request)", "",
              "Median over rounds (interleaved); batching = `--enable_batching --max_batch_size 32 "

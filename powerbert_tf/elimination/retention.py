@@ -11,7 +11,6 @@ float noise on an integer, at 20), then `max(l_j, 1)`, then `min(l_j, N)`, then
 """
 
 import dataclasses
-import json
 import math
 from typing import Sequence
 
@@ -72,10 +71,7 @@ class RetentionConfig:
 
     def check_num_layers(self, num_layers):
         """Raise `RetentionError` unless there is one count per encoder layer."""
-        if self.num_layers != num_layers:
-            raise RetentionError(
-                f"retention configuration has {self.num_layers} entries {list(self.lengths)} but "
-                f"the encoder has {num_layers} layers")
+        check_num_layers(self.lengths, num_layers)
 
     @property
     def flop_ratio(self):
@@ -123,14 +119,13 @@ class RetentionConfig:
                 f"a retention configuration needs 'lengths' (list of ints) and 'sequence_length' "
                 f"(int); got {data!r}") from err
 
-    def save(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
 
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+def check_num_layers(lengths, num_layers):
+    """Raise `RetentionError` unless `lengths` (any sequence of counts) has one per encoder layer."""
+    if len(lengths) != num_layers:
+        raise RetentionError(
+            f"retention configuration has {len(lengths)} entries {list(lengths)} but the encoder has "
+            f"{num_layers} layers")
 
 
 def mass_penalty(masses, lam):

@@ -1,29 +1,13 @@
-"""`powerbert bench --run RUN`: inference speed and accuracy of BERT vs PoWER-BERT, one process.
+"""`powerbert bench --run RUN`: the sub-command's parser and entry point.
 
-This module is the command line and stays light to import (no TensorFlow until the command
-runs). The measurement is `training.bench_run.run_benchmark` (also importable from here); the
-variants are in `training.bench_variants`, the statistics (pure functions) in
-`training.bench_stats`, the report in `training.bench_report`; docs/benchmark.md explains the method.
+Light to import (no TensorFlow until the command runs). The measurement is
+`benchmarks.run.run_benchmark`; the variants are in `benchmarks.variants`, the statistics (pure
+functions) in `benchmarks.stats`, the report in `benchmarks.report`; docs/benchmark.md explains
+the method.
 """
 
-DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
-QUICK_BATCH_SIZES = (1, 32)
-DEFAULT_REPEATS, QUICK_REPEATS = 3, 2
-QUICK_EXAMPLES = 256
+from benchmarks.settings import DEFAULT_REPEATS, QUICK_EXAMPLES, QUICK_REPEATS, BenchError
 
-
-class BenchError(ValueError):
-    """The benchmark cannot run as asked (bad run directory, missing models or data, options)."""
-
-
-def run_benchmark(run_dir, **kwargs):
-    """See `training.bench_run.run_benchmark`."""
-    from training.bench_run import run_benchmark as run
-
-    return run(run_dir, **kwargs)
-
-
-# === CLI ===
 
 def add_bench_parser(subparsers):
     import argparse
@@ -64,6 +48,8 @@ def bench_main(args):
             batch_sizes = [int(v) for v in args.batch_sizes.split(",")]
         except ValueError:
             raise BenchError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
+    from benchmarks.run import run_benchmark
+
     report = run_benchmark(args.run, out=args.out, data_dir=args.data_dir, batch_sizes=batch_sizes,
                            repeats=args.repeats, variants=args.variants, threads=args.threads,
                            quick=args.quick, subset=args.subset, export_dir=args.export_dir,

@@ -112,6 +112,27 @@ def ratio(numerator, denominator):
     return numerator / denominator
 
 
+# A PoWER-BERT variant's like-for-like baseline: BERT with the same runtime and the same padding,
+# so a runtime's own speed (TFLite, ONNX Runtime, XLA) is not counted as pruning.
+_OWN_BASELINE_GROUP = {"power": "bert-padded", "power-dynamic": "bert-dynamic", "power-la-dynamic": "bert-dynamic"}
+
+
+def own_baseline(variant_id):
+    """`group:runtime` -> the BERT variant of the same runtime and padding (None for BERT)."""
+    group, _, runtime = variant_id.partition(":")
+    baseline = _OWN_BASELINE_GROUP.get(group)
+    return f"{baseline}:{runtime}" if baseline else None
+
+
+def like_for_like(row_summary, row_measure, baseline_summary, baseline_measure):
+    """{"speedup", "work_bound", "achieved"} of a variant against its own BERT baseline:
+    speedup = baseline median / variant median; work bound = baseline token-layers / variant's;
+    achieved = speedup / work bound. Values are None where a part is missing."""
+    speedup = ratio((baseline_summary or {}).get("median_s"), row_summary.get("median_s"))
+    bound = ratio((baseline_measure or {}).get("token_layers"), row_measure.get("token_layers"))
+    return {"speedup": speedup, "work_bound": bound, "achieved": ratio(speedup, bound)}
+
+
 def result_rows(measurements, n_examples, references, work_reference=None):
     """One row per (variant, batch size) with timings, speedups and the work bound.
 
@@ -146,6 +167,9 @@ def result_rows(measurements, n_examples, references, work_reference=None):
         row["matmul_work"] = m.get("matmul_work")
         row["matmul_bound"] = ratio(ref_macs, m.get("matmul_work"))
         row["matmul_achieved"] = ratio(vs_1, row["matmul_bound"])
+        own = own_baseline(variant)
+        row["like_for_like"] = dict(baseline=own, **like_for_like(
+            summaries[(variant, batch)], m, summaries.get((own, batch)), measurements.get((own, batch))))
         row["accuracy"] = m.get("accuracy")
         peaks = m.get("peak_rss_mb") or []
         row["peak_rss_mb"] = max(peaks) if peaks else None

@@ -11,7 +11,7 @@ model, `power-la` = the same weights with length-aware retention) run by one run
   onnxruntime (spinning off) and LiteRT.
 Fixed-shape variants pad every batch to N (`serving_default` of `serving.export` has shape
 (batch, N)); dynamic ones sort the sentences by length and pad each batch only to its longest,
-so their SavedModel is a bench-local export with a (batch, None) signature.
+so their SavedModel is exported with `dynamic_length=True` (a (batch, None) signature).
 """
 
 import dataclasses
@@ -219,7 +219,7 @@ class Exports:
     def path(self, artifact):
         model, kind = _ARTIFACTS[artifact]
         target = os.path.join(self.directory, artifact)
-        if kind in ("saved_model", "xla_saved_model"):
+        if kind in ("saved_model", "xla_saved_model", "dynamic_saved_model"):
             target = os.path.join(target, "1")
         if os.path.exists(target):
             if artifact not in self.seconds and artifact not in self.reused:
@@ -227,10 +227,9 @@ class Exports:
             return target
         started = time.perf_counter()
         self.log(f"  making {artifact} ({kind}) ...")
-        if kind in ("saved_model", "xla_saved_model"):
-            self.models.export(model, os.path.dirname(target), jit_compile=kind == "xla_saved_model")
-        elif kind == "dynamic_saved_model":
-            save_dynamic_saved_model(self.models.get(model), target)
+        if kind in ("saved_model", "xla_saved_model", "dynamic_saved_model"):
+            self.models.export(model, os.path.dirname(target), jit_compile=kind == "xla_saved_model",
+                               dynamic_length=kind == "dynamic_saved_model")
         else:
             from serving import convert
 
@@ -238,32 +237,6 @@ class Exports:
             (convert.convert_onnx if kind == "onnx" else convert.convert_tflite)(source, target)
         self.seconds[artifact] = time.perf_counter() - started
         return target
-
-
-def save_dynamic_saved_model(model, target):
-    """SavedModel of `model` whose `serving_default` takes int32 (batch, None) inputs.
-
-    Same outputs as `serving.export`'s signature (`logits`, `probabilities`, `label`), written to
-    a temporary sibling and renamed, so an interrupted run leaves nothing half-written.
-    """
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((None, None), tf.int32)
-    module = tf.Module()
-    module.model = model
-
-    @tf.function(input_signature=[spec] * len(INPUT_NAMES))
-    def serve(input_ids, attention_mask, token_type_ids):
-        logits = module.model({"input_ids": input_ids, "attention_mask": attention_mask,
-                               "token_type_ids": token_type_ids}, training=False)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
-                "label": tf.argmax(logits, axis=-1, output_type=tf.int32)}
-
-    staging = f"{target}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    tf.saved_model.save(module, staging, signatures={"serving_default": serve})
-    os.rename(staging, target)
-    return target
 
 
 # === Runners: batch dict of int32 arrays -> logits (numpy) ===

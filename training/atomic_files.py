@@ -1,4 +1,4 @@
-"""Crash-safe files of a run directory: atomic JSON/model writes and step progress markers."""
+"""Crash-safe file writes: atomic JSON and `.keras` saves (a killed process leaves the old file or the new one, never half)."""
 
 import json
 import os
@@ -27,11 +27,3 @@ def save_model_atomically(model, path):
     tmp = path + ".partial.keras"
     model.save(tmp)
     os.replace(tmp, path)
-
-
-def step_done(step_dir):
-    return os.path.exists(os.path.join(step_dir, "done.json"))
-
-
-def mark_done(step_dir, info):
-    write_json(os.path.join(step_dir, "done.json"), info)

@@ -1,10 +1,10 @@
-"""`run_benchmark`: the measurement behind `powerbert bench` (CLI in `training.bench`).
+"""`run_benchmark`: the measurement behind `powerbert bench` (CLI in `benchmarks.cli`).
 
-Every variant (`training.bench_variants.VARIANTS`) runs over the same tokenized dev sentences at
+Every variant (`benchmarks.variants.VARIANTS`) runs over the same tokenized dev sentences at
 every batch size, interleaved: for each repeat, for each batch size, every variant runs one pass,
 in an order rotated by one each time, so slow drifts of a shared machine hit all variants alike.
-Statistics are pure functions in `training.bench_stats`; the report is written by
-`training.bench_report`.
+Statistics are pure functions in `benchmarks.stats`; the report is written by
+`benchmarks.report`.
 """
 
 import gc
@@ -14,15 +14,17 @@ import time
 
 import numpy as np
 
-from serving.convert import ConversionError
-from training.bench import (DEFAULT_BATCH_SIZES, DEFAULT_REPEATS, QUICK_BATCH_SIZES, QUICK_EXAMPLES,
-                            QUICK_REPEATS, BenchError)
-from training.bench_report import final_line, method_notes, write_report
-from training.bench_setup import PeakRss, RunModels, load_average, machine_info, read_run_config, rss_kb
-from training.bench_stats import (accuracy, kept_function, length_aware_rows, matmul_work, result_rows,
+from benchmarks.machine import PeakRss, load_average, machine_info, rss_kb
+from benchmarks.report import final_line, method_notes, write_report
+from benchmarks.run_models import RunModels
+from benchmarks.settings import (DEFAULT_BATCH_SIZES, DEFAULT_REPEATS, QUICK_BATCH_SIZES, QUICK_EXAMPLES,
+                                 QUICK_REPEATS, BenchError)
+from benchmarks.stats import (accuracy, kept_function, length_aware_rows, matmul_work, result_rows,
                                   rotated, token_layers, xla_rows)
-from training.bench_variants import (Exports, artifact_for, make_batches, make_runner, reference_ids,
-                                     select_variants)
+from benchmarks.variants import (Exports, artifact_for, make_batches, make_runner, reference_ids,
+                                 select_variants)
+from serving.convert import ConversionError
+from training.run_dir import RunDir, RunDirError
 
 def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, tokenizer=None,
                   batch_sizes=None, repeats=None, variants=None, threads=2, quick=False, subset=None,
@@ -33,7 +35,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         run_dir: `powerbert train --out` directory (config.json, finetune/ and retrain/model.keras,
             retention.json).
         examples: `training.data.Examples` or `(texts, labels)` instead of the task's dev split.
-        tokenizer: a `BertTokenizer` (default: `<run>/vocab.txt` if present, else config "init").
+        tokenizer: a `BertTokenizer` (default: the vocabulary of the run's pretrained `init`).
         batch_sizes, repeats: default (1, 8, 32, 128) and 3; quick (1, 32) and 2.
         variants: ids, groups, runtimes or item numbers (`select_variants`); default all, quick
             `QUICK_VARIANTS`.
@@ -46,17 +48,21 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     """
     started = time.perf_counter()
     thread_info = _set_threads(threads)
+    from powerbert_tf import load_tokenizer
     from training.metrics import compute_metrics
     from training.tasks import get_task
 
-    config = read_run_config(run_dir)
-    task = get_task(config["task"])
+    try:
+        config = RunDir(run_dir).read_config()
+    except RunDirError as err:
+        raise BenchError(str(err)) from None
+    task = get_task(config.task)
     chosen = select_variants(variants, quick)
     batch_sizes = _positive_ints(batch_sizes or (QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES), "batch sizes")
     repeats = repeats or (QUICK_REPEATS if quick else DEFAULT_REPEATS)
     if repeats < 1:
         raise BenchError(f"repeats must be >= 1, got {repeats}")
-    models = RunModels(run_dir, config, tokenizer or _run_tokenizer(run_dir, config), task,
+    models = RunModels(run_dir, tokenizer or load_tokenizer(config.init), task,
                        needed={v.model for v in chosen})
     texts, text_b, labels, data_note = _examples(examples, task, data_dir,
                                                  subset or (QUICK_EXAMPLES if quick else None))
@@ -101,7 +107,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     refs = reference_ids(chosen)
     rows = result_rows(measurements, n, refs)
     report = {
-        "task": task.name, "metric": task.primary_metric, "init": config["init"], "run": os.path.abspath(run_dir), "quick": quick,
+        "task": task.name, "metric": task.primary_metric, "init": config.init, "run": portable_path(run_dir), "quick": quick,
         "command": command or " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         "split": "dev", "data": data_note, "n_examples": n, "max_length": models.max_length,
         "retention": list(models.retention.lengths) if models.retention else None,
@@ -112,7 +118,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         "skipped": skipped,
         "setup": {"model_load_s": models.load_seconds, "model_load_rss_mb": models.load_rss_mb,
                   "export_s": exports.seconds, "export_reused": exports.reused,
-                  "export_dir": os.path.abspath(exports.directory),
+                  "export_dir": portable_path(exports.directory),
                   "runner_load_s": runner_s, "runner_load_rss_mb": runner_mb,
                   "warmup": {f"{vid}@{b}": w for (vid, b), w in warmup.items()}},
         "rows": rows, "xla": xla_rows(rows, warmup), "length_aware": length_aware_rows(rows),
@@ -126,6 +132,12 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
 
 
 # === Pieces ===
+
+def portable_path(path):
+    """`path` relative to the working directory (the repository when run from it): a report
+    names no directory of the machine it was made on."""
+    return os.path.relpath(path)
+
 
 def _set_threads(threads):
     import tensorflow as tf
@@ -151,12 +163,12 @@ def _positive_ints(values, what):
 
 def _examples(examples, task, data_dir, subset):
     """(texts, texts_b or None, int labels, description) of the benchmarked sentences."""
-    from training.data import read_split
+    from training.data import read_split, resolve_data_dir
     from training.input_pipeline import subset_indices
 
     if examples is None:
         examples = read_split(task, "dev", data_dir)  # DataError (a ValueError) names the file
-        note = f"{examples.path}"
+        note = f"{os.path.relpath(examples.path, resolve_data_dir(data_dir))} under the data directory"
     else:
         note = "examples passed in"
     if isinstance(examples, tuple):
@@ -173,13 +185,6 @@ def _examples(examples, task, data_dir, subset):
         note += f", seeded random subset of {len(keep)} of {len(texts)}"
     pick = lambda seq: None if seq is None else [seq[i] for i in keep]
     return pick(list(texts)), pick(text_b), np.asarray(labels)[keep], note
-
-
-def _run_tokenizer(run_dir, config):
-    from powerbert_tf.loading import load_tokenizer
-
-    vocab = os.path.join(run_dir, "vocab.txt")
-    return load_tokenizer(vocab if os.path.isfile(vocab) else config["init"])
 
 
 def _prepare_runners(chosen, models, exports, threads, log):

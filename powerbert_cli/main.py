@@ -1,13 +1,14 @@
-"""`powerbert` command line: `powerbert train ...` runs the PoWER-BERT pipeline."""
+"""`powerbert` command line: train, export, convert, serve, bench.
+
+The top of the import order: the only module that imports every package (`powerbert_tf`,
+`training`, `serving`, `benchmarks`). Sub-commands import their package when they run, so
+`powerbert --help` starts without TensorFlow.
+"""
 
 import argparse
-import os
 import sys
 
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) buries the CLI's own output; set
-# TF_CPP_MIN_LOG_LEVEL yourself to see it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+from powerbert_cli.quiet_tensorflow import import_tensorflow_quietly
 from training.config import PRESETS, STEPS, resolve_config
 from training.tasks import task_names
 
@@ -36,6 +37,8 @@ _OVERRIDES = [
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="powerbert", description="PoWER-BERT for TensorFlow / Keras.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's C++ start-up log (oneDNN, CUDA probing), hidden by default")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train", help="fine-tune, search a retention configuration, re-train (resumable)",
@@ -84,11 +87,14 @@ def build_parser():
 
     from serving.convert import add_convert_parser
     from serving.rest_server import add_serve_parser
-    from training.bench import add_bench_parser
+    from benchmarks.cli import add_bench_parser
+
+    from powerbert_cli.demo import add_demo_parser
 
     add_convert_parser(commands)
     add_serve_parser(commands)
     add_bench_parser(commands)
+    add_demo_parser(commands)
     return parser
 
 
@@ -119,7 +125,7 @@ def train_command(args):
 
 
 def export_command(args):
-    from serving.export import export_run
+    from powerbert_cli.export_run import export_run
 
     path = export_run(args.source, args.base, args.version, init=args.init, task=args.task,
                       max_length=args.max_length, jit_compile=args.jit_compile)
@@ -139,22 +145,29 @@ def serve_command(args):
 
 
 def bench_command(args):
-    from training.bench import bench_main
+    from benchmarks.cli import bench_main
 
     bench_main(args)
     return 0
 
 
+def demo_command(args):
+    from powerbert_cli.demo import demo_main
+
+    return demo_main(args)
+
+
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
-             "serve": serve_command, "bench": bench_command}
+             "serve": serve_command, "bench": bench_command, "demo": demo_command}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    import_tensorflow_quietly(verbose=args.verbose)
     try:
         code = _COMMANDS[args.command](args)
-    # DataError, RetentionError, CheckpointError, RunConfigMismatch and unknown tasks are all
-    # ValueErrors raised before training starts.
+    # DataError, RetentionError, CheckpointError, RunDirError, ExportError, BenchError and unknown
+    # tasks are all ValueErrors raised before any long work starts.
     except (ValueError, FileNotFoundError) as err:
         print(f"powerbert: error: {err}", file=sys.stderr)
         return 2

@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
-from powerbert_tf import ranking
-from powerbert_tf.layers.clip_constraint import ClipToUnitInterval
+from powerbert_tf.elimination import ranking
+from powerbert_tf.elimination.clip_constraint import ClipToUnitInterval
 from powerbert_tf.serialization import register
 
 
@@ -12,8 +12,9 @@ from powerbert_tf.serialization import register
 class SoftExtract(keras.layers.Layer):
     """Multiplies the word vector of significance rank i by `retention[i]` (configuration search).
 
-    `retention` has shape (N,), starts at 1 and is clipped to [0, 1] after every optimizer update.
-    `[CLS]` always has rank 0 and padding the last ranks (`powerbert_tf.ranking`). Its `mass`
+    `retention` has shape (N,), starts at 1 and is clipped to [0, 1] after every optimizer update;
+    it is a float32 variable under the mixed-precision policies.
+    `[CLS]` always has rank 0 and padding the last ranks (`powerbert_tf.elimination.ranking`). Its `mass`
     (sum of the weights) is what the search regularizer penalises and what the retention
     configuration is read from.
 
@@ -23,11 +24,13 @@ class SoftExtract(keras.layers.Layer):
         scores: float (B, T) significance scores.
 
     Returns:
-        `(hidden, attention_mask)`: (B, T, D) scaled, and the mask unchanged.
+        `(hidden, attention_mask)`: (B, T, D) scaled, in `hidden`'s dtype, and the mask unchanged.
     """
 
     def __init__(self, sequence_length, **kwargs):
-        super().__init__(**kwargs)
+        # No autocast: `scores` must reach the ranking in float32 (see `HardExtract`), and the
+        # retention weights are read in float32 and cast to `hidden`'s dtype only for the product.
+        super().__init__(autocast=False, **kwargs)
         self.sequence_length = int(sequence_length)
 
     def build(self, input_shape=None):

@@ -1,0 +1,1 @@
+"""The `powerbert` command (`powerbert_cli.main`)."""

@@ -1,0 +1,52 @@
+"""`powerbert export`: a run directory's final model (or a `.keras` file) as a SavedModel version.
+
+Glue between the run directory (`training.run_dir.RunDir`: which model, its task, N and
+vocabulary) and the export (`serving.export`, which knows nothing of runs or tasks).
+"""
+
+import os
+
+import keras
+
+from powerbert_tf import load_tokenizer
+from serving.export import ExportError, export_saved_model
+from training.run_dir import RunDir
+from training.tasks import get_task
+
+
+def export_run(source, base, version=None, *, init=None, task=None, max_length=None, jit_compile=False):
+    """Export a run directory's final model (re-trained, else fine-tuned) or a `.keras` file.
+
+    A run directory supplies the task, N and the pretrained vocabulary from its `config.json`;
+    a `max_length` other than the run's N is refused (the model was trained at that N). For a
+    bare `.keras` file pass `task` and `init`; N defaults to the model's own (hard or soft
+    extract), else the task's.
+
+    Returns:
+        the written version directory.
+
+    Raises:
+        ExportError, RunDirError (ValueErrors): bad source, missing model, N mismatch, ...
+    """
+    if os.path.isdir(source):
+        run = RunDir(source)
+        config, retention = run.check(need=())
+        step = run.final_step()
+        if max_length is not None and max_length != config.max_length:
+            raise ExportError(f"{source} was trained at N={config.max_length}; it cannot be exported with "
+                              f"--max-length {max_length} (omit --max-length)")
+        model = run.load_checked_model(step, retention)
+        task, init, max_length = task or config.task, init or config.init, config.max_length
+    elif source.endswith(".keras") and os.path.isfile(source):
+        if task is None or init is None:
+            raise ExportError("exporting a .keras file needs --task and --init (for labels and vocabulary)")
+        model = keras.saving.load_model(source, compile=False)  # inference only: no optimizer
+    else:
+        raise ExportError(f"{source} is neither a run directory nor a .keras file")
+    spec = get_task(task)
+    if max_length is None and model.encoder.elimination == "none":
+        max_length = spec.max_length
+    return export_saved_model(
+        model, load_tokenizer(init), base=base, max_length=max_length,
+        label_names=spec.label_names, task_name=spec.name, pair=spec.is_pair,
+        version=version, jit_compile=jit_compile)
