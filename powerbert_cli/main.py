@@ -30,7 +30,9 @@ _OVERRIDES = [
     ("--retrain-subset", "retrain_subset", int, "examples for re-training (default: --train-subset)"),
     ("--dev-subset", "dev_subset", int, "evaluate on the first this many dev examples"),
     ("--rounding", "rounding", str, "mass -> l_j rounding: ceil (paper, default), floor (reference code), round"),
-    ("--seed", "seed", int, "seed of subsets and shuffling (0)"),
+    ("--seed", "seed", int, "seed of subsets, shuffling, initialisation and dropout (0)"),
+    ("--selection-holdout", "selection_holdout", float,
+     "choose each step's best checkpoint on this fraction of train, held out (default: on dev)"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between dev evaluations / checkpoints (200)"),
 ]
 

@@ -51,9 +51,12 @@ class TrainConfig:
     rounding: str = "ceil"
     retention: Optional[tuple] = None
     seed: int = 0
+    selection_holdout: Optional[float] = None
     checkpoint_every: int = 200
 
     def __post_init__(self):
+        if self.selection_holdout is not None and not 0 < self.selection_holdout < 1:
+            raise ValueError(f"selection_holdout must be a fraction between 0 and 1, got {self.selection_holdout}")
         if self.retention is not None:
             object.__setattr__(self, "retention", list(self.retention_config.lengths))
 

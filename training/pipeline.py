@@ -10,7 +10,7 @@ from powerbert_tf import PowerBertClassifier, RetentionConfig, load_tokenizer
 from powerbert_tf.loading import resolve_checkpoint
 from powerbert_tf.bert_config import BertConfig
 from training.config import STEPS, TrainConfig, differences_from_paper
-from training.data import read_split
+from training.data import holdout_indices, read_split
 from training.fit_step import best_model_path, checkpointed_fit, evaluate
 from training.input_pipeline import count_batches, epoch_stream, make_dataset
 from training.plots import plot_retention
@@ -31,6 +31,12 @@ class Pipeline:
         # Everything that can be wrong with the input is checked here, before any training.
         self.train = read_split(self.task, "train", data_dir)
         self.dev = read_split(self.task, "dev", data_dir)
+        # Checkpoints are chosen on `selection`: by default the dev set (as the paper's code
+        # did, so dev figures are optimistic), or a seeded part of train held out from training.
+        self.selection = self.dev
+        if config.selection_holdout:
+            keep, held = holdout_indices(len(self.train), config.selection_holdout, config.seed)
+            self.train, self.selection = self.train.take(keep), self.train.take(held)
         source = resolve_checkpoint(config.init)
         bert = BertConfig.from_json_file(source.config_path)
         if config.max_length > bert.max_position_embeddings:
@@ -57,6 +63,11 @@ class Pipeline:
     def dev_dataset(self, bucket=False):
         return self._dataset(self.dev, subset=self.config.dev_subset, shuffle=False, batch_size=64, bucket=bucket)
 
+    def selection_dataset(self, bucket=False):
+        if self.selection is self.dev:
+            return self.dev_dataset(bucket)
+        return self._dataset(self.selection, shuffle=False, batch_size=64, bucket=bucket)
+
     def _train_plan(self, step, bucket, drop_remainder):
         """(make_stream(skip), batches per epoch x epochs) for a step."""
         subset = self.config.subset_for(step)
@@ -77,6 +88,9 @@ class Pipeline:
                 print(f"[{step}] already complete, skipping", flush=True)
                 continue
             print(f"[{step}] starting", flush=True)
+            # The seed reaches every source of randomness we control: the head's initial weights
+            # and dropout (Python, NumPy and TF generators); subsets and shuffles use it too.
+            keras.utils.set_random_seed(self.config.seed + STEPS.index(step))
             started = time.time()
             info = getattr(self, f"_{step}")()
             info["wall_seconds"] = round(time.time() - started, 1)
@@ -93,11 +107,15 @@ class Pipeline:
     def _fit(self, step, build_model, bucket, dev_bucket=False):
         make_stream, total = self._train_plan(step, bucket=bucket, drop_remainder=False)
         progress = checkpointed_fit(
-            lambda steps: self._compile(build_model(), steps), make_stream, total, self.dev_dataset(bucket=dev_bucket),
-            self.task, self.run_dir.step_dir(step), self.run_dir.log_dir(step), self.config.checkpoint_every,
-            self.verbose)
-        self.run_dir.keep_best_model(step, best_model_path(self.run_dir.step_dir(step)), progress["best"]["dev"])
-        return {"dev": progress["best"]["dev"], "steps": progress["steps_done"],
+            lambda steps: self._compile(build_model(), steps), make_stream, total,
+            self.selection_dataset(bucket=dev_bucket), self.task, self.run_dir.step_dir(step),
+            self.run_dir.log_dir(step), self.config.checkpoint_every, self.verbose)
+        best = best_model_path(self.run_dir.step_dir(step))
+        chosen_on = progress["best"]["dev"]
+        dev = chosen_on if self.selection is self.dev else evaluate(
+            keras.saving.load_model(best, compile=False), self.dev_dataset(bucket=dev_bucket), self.task)
+        self.run_dir.keep_best_model(step, best, dev)
+        return {"dev": dev, "selection": chosen_on, "steps": progress["steps_done"],
                 "best_step": progress["best"]["step"]}
 
     def _finetune(self):
@@ -163,6 +181,9 @@ class Pipeline:
             "train_examples": {s: min(self.config.subset_for(s) or len(self.train.text), len(self.train.text))
                                for s in STEPS},
             "dev_examples": min(self.config.dev_subset or len(self.dev.text), len(self.dev.text)),
+            "checkpoints_chosen_on": (f"{len(self.selection)} training examples held out "
+                                      f"({self.config.selection_holdout:.0%}, seed {self.config.seed})"
+                                      if self.selection is not self.dev else "dev (the reported set)"),
             # The program's name without its directory: the summary names no path of this machine.
             "command": " ".join(["powerbert"] + sys.argv[1:]),
         }
