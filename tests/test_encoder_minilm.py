@@ -47,7 +47,7 @@ def test_full_retention_matches_transformers(golden, encoder, kind):
 def test_retention_of_n_equals_no_elimination(golden, encoder, kind):
     x = batch(golden, kind)
     n = x["input_ids"].shape[1]
-    full = pb.load_encoder("minilm-l6", retention=[n] * 6)
+    full = pb.load_encoder("minilm-l6", retention=[n] * 6, sequence_length=n)
     real = x["attention_mask"].astype(bool)
     a, b = full(x)["sequence_output"].numpy(), encoder(x)["sequence_output"].numpy()
     assert np.abs(a - b)[real].max() <= 1e-5
