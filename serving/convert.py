@@ -239,8 +239,11 @@ def _onnx_runner(path, signature, num_threads):
 
 
 def verify_conversion(saved_model_dir, converted_path, inputs=None, signature=SERVING_SIGNATURE,
-                      reference=None):
+                      reference=None, relative=False):
     """{output name: max abs difference} of the converted model against the SavedModel.
+
+    With `relative=True`, each difference is divided by the output's largest magnitude in the
+    SavedModel (at least 1e-12): float errors scale with the logits, not with a fixed number.
 
     Args:
         converted_path: a `.tflite` / `.onnx` file, a SavedModel directory, or a `Runner`.
@@ -262,7 +265,9 @@ def verify_conversion(saved_model_dir, converted_path, inputs=None, signature=SE
         if got is None or np.shape(got) != np.shape(want):
             raise ConversionError(f"output {name!r}: expected shape {np.shape(want)}, got "
                                   f"{'nothing' if got is None else np.shape(got)}")
-        diffs[name] = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)), initial=0))
+        diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)), initial=0))
+        scale = max(float(np.max(np.abs(want.astype(np.float64)), initial=0)), 1e-12)
+        diffs[name] = diff / scale if relative else diff
     return diffs
 
 
@@ -287,8 +292,9 @@ def add_convert_parser(subparsers):
     parser.add_argument("--precision", default="FP16", choices=("FP32", "FP16"), help="TF-TRT precision")
     parser.add_argument("--verify-batch", type=int, default=4,
                         help="rows of random inputs for the check (0: skip the check)")
-    parser.add_argument("--tolerance", type=float, default=1e-3,
-                        help="fail when an output differs from the SavedModel by more")
+    parser.add_argument("--tolerance", type=float, default=1e-5,
+                        help="fail when an output differs from the SavedModel by more than this "
+                             "fraction of its largest magnitude (float32 conversions: ~1e-6)")
     return parser
 
 
@@ -303,13 +309,13 @@ def convert_main(args):
     print(f"wrote {path} ({size / 1e6:.1f} MB)")
     if args.verify_batch and args.to != "tftrt":  # TF-TRT verifies itself while building engines
         inputs = sample_inputs(args.version_dir, args.verify_batch, signature=args.signature)
-        diffs = verify_conversion(args.version_dir, path, inputs, signature=args.signature)
-        print("max abs difference vs the SavedModel: "
+        diffs = verify_conversion(args.version_dir, path, inputs, signature=args.signature, relative=True)
+        print("max difference vs the SavedModel, relative to its largest output: "
               + ", ".join(f"{name} {value:.2e}" for name, value in sorted(diffs.items())))
         bad = sorted(name for name, value in diffs.items() if not value <= args.tolerance)  # NaN too
         if bad:
             raise ConversionError(f"{path} differs from the SavedModel by more than "
-                                  f"{args.tolerance:g} in {', '.join(bad)}")
+                                  f"{args.tolerance:g} (relative) in {', '.join(bad)}")
     return path
 
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny random-weight BERT for fast tests, and random inputs with padding."""
+"""Shared fixtures: a tiny random-weight BERT for fast tests, random inputs with padding, and the
+one rule for tests that need the shared data directory."""
+
+import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -7,6 +11,37 @@ from powerbert_tf.bert_config import BertConfig
 
 TINY = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                   intermediate_size=64, max_position_embeddings=64, type_vocab_size=2)
+
+
+def running_in_ci():
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def require_data_dir():
+    """The shared data directory from POWERBERT_DATA_DIR, for tests that read the real files.
+
+    Without it the test is skipped on a developer's machine, but fails under `CI=true`: a CI run
+    that silently skipped every real-data test would look green while testing none of it.
+    A path that is set but is not a directory always fails: that is a broken setup, not a choice.
+    """
+    from training.data import ENV_VAR  # here, not at the top: collecting a test needs no training code
+
+    path = os.environ.get(ENV_VAR)
+    if not path:
+        message = f"{ENV_VAR} is not set; point it at shared/data (the Makefile sets it)"
+        if running_in_ci():
+            pytest.fail(f"{message}. CI=true: tests that need the data must run in CI, not skip",
+                        pytrace=False)
+        pytest.skip(message)
+    if not os.path.isdir(path):
+        pytest.fail(f"{ENV_VAR}={path!r} is not a directory; point it at shared/data", pytrace=False)
+    return pathlib.Path(path)
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """See `require_data_dir`; test modules use this fixture instead of reading the variable."""
+    return require_data_dir()
 
 
 @pytest.fixture

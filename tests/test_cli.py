@@ -88,3 +88,17 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
         assert loud.returncode == 2
         # Lines carry a timestamp and a thread id: compare what follows "file:line] ".
         assert native[-1].split("] ", 1)[-1] in loud.stderr
+
+
+def test_native_log_lines_are_told_from_other_output():
+    from powerbert_cli.quiet_tensorflow import is_native_log_line
+
+    for line in [b"E0000 00:00:1796059462.782491   12993 util.cc:131] oneDNN supports DT_INT64 only on ...\n",
+                 b"I0000 00:00:1796058268.950344    2613 port.cc:153] oneDNN custom operations are on.\n",
+                 b"W0000 00:00:1796058268.951627    2613 cudart_stub.cc:31] Could not find cuda drivers\n",
+                 b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+                 b"To enable the following instructions: AVX2 AVX512F, in other operations, rebuild\n"]:
+        assert is_native_log_line(line), line
+    for line in [b"Traceback (most recent call last):\n", b"Segmentation fault\n",
+                 b"powerbert: error: runs/x is not a run directory\n", b"E: something else\n"]:
+        assert not is_native_log_line(line), line

@@ -51,10 +51,57 @@ def test_matches_reference_with_padding(padding):
                                reference_significance(probs, mask), atol=1e-5)
 
 
-def test_sum_and_mean_over_heads_rank_alike():
+# Two heads, four real positions and one padded (position 4). Rows are queries, columns keys;
+# real queries give the padded key 0, the padded query row puts all its weight on key 3.
+HEAD_0 = [[0.1, 0.2, 0.3, 0.4, 0.0],
+          [0.5, 0.1, 0.2, 0.2, 0.0],
+          [0.1, 0.1, 0.7, 0.1, 0.0],
+          [0.2, 0.5, 0.1, 0.2, 0.0],
+          [0.0, 0.0, 0.0, 1.0, 0.0]]
+HEAD_1 = [[0.4, 0.3, 0.1, 0.2, 0.0],
+          [0.1, 0.6, 0.2, 0.1, 0.0],
+          [0.3, 0.3, 0.3, 0.1, 0.0],
+          [0.2, 0.2, 0.3, 0.3, 0.0],
+          [0.0, 0.0, 0.0, 1.0, 0.0]]
+# Column w, rows q in {0..3} \ {w}, both heads:
+#   w=0: (.5 + .1 + .2) + (.1 + .3 + .2) = 1.4
+#   w=1: (.2 + .1 + .5) + (.3 + .3 + .2) = 1.6
+#   w=2: (.3 + .2 + .1) + (.1 + .2 + .3) = 1.2
+#   w=3: (.4 + .2 + .1) + (.2 + .1 + .1) = 1.1
+#   w=4: padding, 0
+TWO_HEAD_SIGNIFICANCE = [1.4, 1.6, 1.2, 1.1, 0.0]
+TWO_HEAD_ORDER = [1, 0, 2, 3, 4]
+# The example is built so that each plausible mistake ranks it differently (hand-computed):
+#   self-attention counted (+ .1+.4, .1+.6, .7+.3, .2+.3): 1.9, 2.3, 2.2, 1.6 -> [1, 2, 0, 3, 4]
+#   padded query row counted (+ 1.0 per head to key 3):   w=3 scores 3.1    -> [3, 1, 0, 2, 4]
+#   queries and keys swapped (row sums, no diagonal):     1.5, 1.3, 1.0, 1.5 -> [0, 3, 1, 2, 4]
+#   head 0 alone:                                          .8, .8, .6, .7    -> [0, 1, 3, 2, 4]
+
+
+def two_head_example():
+    return np.array([[HEAD_0, HEAD_1]], np.float32), np.array([[1, 1, 1, 1, 0]])
+
+
+def descending(scores):
+    return np.argsort(-np.asarray(scores), kind="stable").tolist()
+
+
+def test_two_head_ranking_by_hand():
+    probs, mask = two_head_example()
+    scores = significance_scores(probs, mask).numpy()[0]
+    # The order is what elimination uses (a mean over heads, as the reference takes, would pass
+    # this); the values then pin the project's sum over heads.
+    assert descending(scores) == TWO_HEAD_ORDER
+    np.testing.assert_allclose(scores, TWO_HEAD_SIGNIFICANCE, atol=1e-6)
+
+
+def test_ranking_matches_reference_on_random_attention():
     rng = np.random.default_rng(2)
-    mask = np.ones((2, 6), np.int32)
-    probs = masked_softmax_probs(rng, 2, 4, mask)
-    summed = significance_scores(probs, mask).numpy()
-    np.testing.assert_array_equal(np.argsort(-summed, axis=1),
-                                  np.argsort(-(reference_significance(probs, mask) / 4), axis=1))
+    mask = np.ones((4, 8), np.int32)
+    mask[1, 5:] = 0
+    mask[3, :3] = 0
+    probs = masked_softmax_probs(rng, 4, 4, mask)
+    scores = significance_scores(probs, mask).numpy()
+    reference = reference_significance(probs, mask)
+    for b in range(4):
+        assert descending(scores[b]) == descending(reference[b]), b
