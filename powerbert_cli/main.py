@@ -93,6 +93,13 @@ def build_parser():
 
     from powerbert_cli.demo import add_demo_parser
 
+    summarize = commands.add_parser(
+        "summarize", help="mean +- std of finished runs that differ only in their seed",
+        description="Read each run directory's summary.json and print (or write) a Markdown table of "
+                    "baseline and PoWER-BERT metric, difference and FLOP ratio as mean +- sample std.")
+    summarize.add_argument("runs", nargs="+", metavar="RUN", help="run directories of `powerbert train`")
+    summarize.add_argument("--out", default=None, help="also write the table and a JSON beside it (<out>.md/.json)")
+
     add_convert_parser(commands)
     add_serve_parser(commands)
     add_bench_parser(commands)
@@ -153,6 +160,28 @@ def bench_command(args):
     return 0
 
 
+def summarize_command(args):
+    import json
+
+    from training.run_dir import RunDir, RunDirError
+    from training.seed_summary import format_seed_summary, summarize_seeds
+
+    summaries = []
+    for run in args.runs:
+        summary = RunDir(run).read_summary()
+        if summary is None:
+            raise RunDirError(f"{run} has no summary.json (is it a finished `powerbert train` run?)")
+        summaries.append(summary)
+    result = summarize_seeds(summaries)
+    table = format_seed_summary(result)
+    print(table)
+    if args.out:
+        with open(args.out + ".md", "w") as f:
+            f.write(table + "\n")
+        with open(args.out + ".json", "w") as f:
+            json.dump(dict(result, runs_read=list(args.runs)), f, indent=2)
+
+
 def demo_command(args):
     from powerbert_cli.demo import demo_main
 
@@ -160,7 +189,8 @@ def demo_command(args):
 
 
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
-             "serve": serve_command, "bench": bench_command, "demo": demo_command}
+             "serve": serve_command, "bench": bench_command, "demo": demo_command,
+             "summarize": summarize_command}
 
 
 def main(argv=None):
