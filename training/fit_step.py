@@ -44,9 +44,9 @@ def evaluate(model, dev_ds, task):
 class _ChunkEnd(keras.callbacks.Callback):
     """After each chunk: dev metrics, best model, resumable checkpoint (in that order)."""
 
-    def __init__(self, step_dir, dev_ds, task, steps_per_chunk, progress, writer):
+    def __init__(self, step_dir, dev_ds, task, steps_per_chunk, progress, writer, name="dev"):
         super().__init__()
-        self.step_dir, self.dev_ds, self.task = step_dir, dev_ds, task
+        self.step_dir, self.dev_ds, self.task, self.name = step_dir, dev_ds, task, name
         self.steps_per_chunk, self.progress, self.writer = steps_per_chunk, progress, writer
 
     def on_epoch_end(self, epoch, logs=None):
@@ -59,19 +59,19 @@ class _ChunkEnd(keras.callbacks.Callback):
         self.progress["history"].append(entry)
         with self.writer.as_default():
             for name, value in metrics.items():
-                tf.summary.scalar(f"dev/{name}", value, step=steps_done)
+                tf.summary.scalar(f"{self.name}/{name}", value, step=steps_done)
         if self.progress["best"] is None or metrics["primary"] > self.progress["best"]["dev"]["primary"]:
             save_model_atomically(self.model, best_model_path(self.step_dir))
             self.progress["best"] = entry
         self.progress["steps_done"] = steps_done
         save_model_atomically(self.model, os.path.join(self.step_dir, "checkpoint.keras"))
         write_json(os.path.join(self.step_dir, "progress.json"), self.progress)
-        print(f"  step {steps_done}: dev {self.task.primary_metric} = {metrics['primary']:.4f} "
+        print(f"  step {steps_done}: {self.name} {self.task.primary_metric} = {metrics['primary']:.4f} "
               f"(best {self.progress['best']['dev']['primary']:.4f})", flush=True)
 
 
 def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_dir, log_dir,
-                     checkpoint_every, verbose=1):
+                     checkpoint_every, verbose=1, selection_name="dev"):
     """Train with `model.fit` for `total_steps`, resuming from `step_dir` if a checkpoint is there.
 
     Args:
@@ -79,6 +79,8 @@ def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_d
             rounded up to whole chunks), used when there is nothing to resume.
         make_stream: skip -> `tf.data.Dataset` of training batches with the first `skip` batches
             removed (deterministic order).
+        dev_ds: the data that chooses the best checkpoint (dev, or training data held out);
+            `selection_name` labels it in the log and TensorBoard.
     Returns:
         the progress dict (`best` entry with dev metrics, `history`).
     """
@@ -104,6 +106,6 @@ def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_d
         writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
         model.fit(make_stream(progress["steps_done"]).repeat(), initial_epoch=done_chunks, epochs=chunks,
                   steps_per_epoch=per_chunk, verbose=verbose, shuffle=False,
-                  callbacks=[_ChunkEnd(step_dir, dev_ds, task, per_chunk, progress, writer),
+                  callbacks=[_ChunkEnd(step_dir, dev_ds, task, per_chunk, progress, writer, selection_name),
                              keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=50)])
     return progress

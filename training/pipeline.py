@@ -109,7 +109,8 @@ class Pipeline:
         progress = checkpointed_fit(
             lambda steps: self._compile(build_model(), steps), make_stream, total,
             self.selection_dataset(bucket=dev_bucket), self.task, self.run_dir.step_dir(step),
-            self.run_dir.log_dir(step), self.config.checkpoint_every, self.verbose)
+            self.run_dir.log_dir(step), self.config.checkpoint_every, self.verbose,
+            selection_name="dev" if self.selection is self.dev else "held-out")
         best = best_model_path(self.run_dir.step_dir(step))
         chosen_on = progress["best"]["dev"]
         dev = chosen_on if self.selection is self.dev else evaluate(
