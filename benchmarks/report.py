@@ -85,7 +85,7 @@ def markdown(report):
     for batch in report["batch_sizes"]:
         lines += [f"## Batch size {batch}", "",
                   "| variant | item | examples/s | pass s: median (min-max) | p50 ms/batch | p99 ms/batch "
-                  f"| peak MB | accuracy %{metric_head} | x vs own BERT | of own bound | x vs 1 | x vs 2 | x vs 4 "
+                  f"| peak MB | accuracy %{metric_head} | x vs own BERT | of own bound % | x vs 1 | x vs 2 | x vs 4 "
                   "| work bound | achieved vs 1 | MAC bound | achieved vs 1 |",
                   "|---|---|---|---|---|---|---|---|" + metric_rule + "---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in report["rows"] if r["batch_size"] == batch):

@@ -108,7 +108,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     rows = result_rows(measurements, n, refs)
     report = {
         "task": task.name, "metric": task.primary_metric, "init": config.init, "run": portable_path(run_dir), "quick": quick,
-        "command": command or " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "command": command or " ".join(["powerbert"] + sys.argv[1:]),
         "split": "dev", "data": data_note, "n_examples": n, "max_length": models.max_length,
         "retention": list(models.retention.lengths) if models.retention else None,
         "flop_bound": models.retention.flop_ratio if models.retention else None,
