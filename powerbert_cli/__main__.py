@@ -1,5 +1,3 @@
-import sys
+from powerbert_cli.main import run
 
-from powerbert_cli.main import main
-
-sys.exit(main())
+run()

@@ -193,9 +193,16 @@ _COMMANDS = {"train": train_command, "export": export_command, "convert": conver
              "summarize": summarize_command}
 
 
-def main(argv=None):
+def main(argv=None, quiet_native_log=False):
+    """Run one command; returns the exit code.
+
+    `quiet_native_log`: route TensorFlow's native log lines through the filter of
+    `powerbert_cli.quiet_tensorflow` (the `powerbert` program does; a caller in-process keeps its
+    own stderr).
+    """
     args = build_parser().parse_args(argv)
-    import_tensorflow_quietly(verbose=args.verbose)
+    if quiet_native_log:
+        import_tensorflow_quietly(verbose=args.verbose)
     try:
         code = _COMMANDS[args.command](args)
     # DataError, RetentionError, CheckpointError, RunDirError, ExportError, BenchError and unknown
@@ -206,5 +213,10 @@ def main(argv=None):
     return code or 0
 
 
+def run():
+    """The `powerbert` program."""
+    sys.exit(main(quiet_native_log=True))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
