@@ -1,25 +1,15 @@
 """Tests for training.tasks and training.data: the task table, the real files (counts, label
 balances, format quirks), the IMDB hold-out split, user tasks and every documented error."""
 
-import os
 import pathlib
 
 import numpy as np
 import pytest
 
 from training import data, tasks
-from training.user_task import user_task
 from training.data import (DataError, EmptyFileError, LabelError, MalformedRowError,
                            MissingDataError, read_split)
-
-
-@pytest.fixture
-def data_dir():
-    """The shared data directory, from POWERBERT_DATA_DIR (the Makefile sets it)."""
-    path = os.environ.get(data.ENV_VAR)
-    if not path:
-        pytest.skip(f"{data.ENV_VAR} is not set; point it at shared/data to test the real files")
-    return pathlib.Path(path)
+from training.user_task import user_task
 
 
 def write(path: pathlib.Path, text: str, encoding: str = "utf-8") -> pathlib.Path:

@@ -1,8 +1,6 @@
 """Tests for the powerbert_glue_local tfds builder: it prepares offline from manual_dir and
 yields exactly what training.data.read_split reads."""
 
-import os
-import pathlib
 import socket
 
 import pytest
@@ -13,15 +11,6 @@ from training import data, tasks  # noqa: E402
 from training import tfds_glue_local  # noqa: E402,F401  (registers the builder)
 
 NAME = "powerbert_glue_local"
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    """The shared data directory, from POWERBERT_DATA_DIR (the Makefile sets it)."""
-    path = os.environ.get(data.ENV_VAR)
-    if not path:
-        pytest.skip(f"{data.ENV_VAR} is not set; point it at shared/data to test the builder")
-    return pathlib.Path(path)
 
 
 def _refuse_network(*args, **kwargs):
