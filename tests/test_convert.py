@@ -360,14 +360,14 @@ def test_minilm_bound_fails_for_a_wrong_model(minilm, minilm_inputs):
 
 
 @pytest.mark.slow
-def test_minilm_sst2_dev_within_tolerance(tmp_path):
+def test_minilm_sst2_dev_within_tolerance(tmp_path, data_dir):
     from training.data import read_split
     from training.tasks import get_task
 
     task = get_task("sst2")
     n = task.max_length
     version_dir, tokenizer, _ = export_minilm(tmp_path / "sst2", [40, 32, 24, 16, 12, 8], n)
-    dev = read_split(task, "dev")  # the data directory from POWERBERT_DATA_DIR
+    dev = read_split(task, "dev", data_dir)
     batches = [dev.text[i:i + 32] for i in range(0, 128, 32)] + [[t] for t in dev.text[128:132]]
     reference = cv.load_runner(version_dir)
     logits = np.concatenate([reference(tokenized(tokenizer, texts, n))["logits"] for texts in batches])
