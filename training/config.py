@@ -6,6 +6,7 @@ the run directory as `config.json`; a resumed run must use the same config.
 """
 
 import dataclasses
+import functools
 from typing import Optional
 
 from training.tasks import TaskSpec, get_task
@@ -60,7 +61,7 @@ class TrainConfig:
         if self.retention is not None:
             object.__setattr__(self, "retention", list(self.retention_config.lengths))
 
-    @property
+    @functools.cached_property  # built once: __post_init__ validates with it, callers reuse it
     def retention_config(self):
         """`--retention` as a `RetentionConfig` at N = `max_length` (None when not given).
 

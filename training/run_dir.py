@@ -140,10 +140,14 @@ class RunDir:
         """
         import keras
 
+        self.require_model(step)
+        return keras.saving.load_model(self.model_path(step), compile=compile)
+
+    def require_model(self, step):
+        """Raise `RunDirError`, saying which step to run, unless the step has its model."""
         if not self.has_model(step):
             raise RunDirError(f"{self.path} has no {step}/{MODEL_FILE} (the {step} step has not "
                               f"finished); run `powerbert train ... --out {self.path}` first")
-        return keras.saving.load_model(self.model_path(step), compile=compile)
 
     def final_step(self):
         """The step whose model is the run's result: "retrain", else "finetune".
@@ -200,8 +204,7 @@ class RunDir:
         """
         config = self.read_config()
         for step in need:
-            if not self.has_model(step):
-                self.load_model(step)  # raises the message that says which step to run
+            self.require_model(step)
         retention = None
         if self.has_retention() or "retrain" in need:
             retention = self.read_retention()
