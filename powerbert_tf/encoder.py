@@ -32,6 +32,11 @@ class PowerBertEncoder(keras.Model):
         length_aware: hard mode only: for inputs of length T keep `ceil(l_j * T / N)` word vectors
             in layer j instead of `l_j` (`RetentionConfig.scaled_lengths`), so batches padded to
             their longest example are pruned in proportion. Identical to plain hard mode at T = N.
+        relative_retention: length-relative retention (`RetentionConfig.relative`). Soft mode:
+            the retention weights cover fractions of each input. Hard mode: input i with n_i real
+            tokens keeps `ceil(l_j * n_i / N)` word vectors in layer j, whatever the batch's
+            padding, so a batch gives each input's single-input answer. With a `RetentionConfig`
+            it must agree with the config's `relative`.
 
     Call args:
         inputs: dict of int (B, T) tensors `input_ids`, `attention_mask` (default all ones) and
@@ -48,7 +53,7 @@ class PowerBertEncoder(keras.Model):
                  intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
                  attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
                  initializer_range=0.02, layer_norm_eps=1e-12, elimination="none", retention=None,
-                 sequence_length=None, length_aware=False, **kwargs):
+                 sequence_length=None, length_aware=False, relative_retention=False, **kwargs):
         super().__init__(**kwargs)
         self.bert_config = BertConfig(
             vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
@@ -58,10 +63,16 @@ class PowerBertEncoder(keras.Model):
             max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
             initializer_range=initializer_range, layer_norm_eps=layer_norm_eps)
         self.elimination, self.retention, self.sequence_length = _check_elimination(
-            elimination, retention, sequence_length, num_hidden_layers)
+            elimination, retention, sequence_length, num_hidden_layers, relative_retention)
         if length_aware and self.elimination != "hard":
             raise ValueError(f"length_aware needs elimination='hard', not {self.elimination!r}")
+        if relative_retention and self.elimination == "none":
+            raise ValueError("relative_retention needs elimination='soft' or 'hard'")
         self.length_aware = bool(length_aware)
+        self.relative_retention = bool(relative_retention) or bool(self.retention and self.retention.relative)
+        if self.length_aware and self.relative_retention:
+            raise ValueError("length_aware (per batch) and relative_retention (per input) are two "
+                             "ways of scaling the counts; choose one")
 
         # === Layers === (in this model's dtype policy, see `BertEmbeddings`)
         c, policy = self.bert_config, self.dtype_policy
@@ -77,6 +88,7 @@ class PowerBertEncoder(keras.Model):
                 elimination=self.elimination,
                 keep=self.retention.lengths[j] if self.elimination == "hard" else None,
                 sequence_length=self.sequence_length if self.elimination == "soft" else None,
+                relative=self.relative_retention and self.elimination == "soft",
                 name=f"layer_{j}", dtype=policy)
             for j in range(c.num_hidden_layers)]
         self.pooler = keras.layers.Dense(
@@ -97,13 +109,18 @@ class PowerBertEncoder(keras.Model):
 
         hidden = self.embeddings(input_ids, token_type_ids, training=training)
         details = {"attention_probs": [], "significance": [], "attention_masks": []}
-        keeps = [None] * len(self.encoder_layers)
-        if self.length_aware:
+        keeps = budgets = [None] * len(self.encoder_layers)
+        if self.elimination == "hard" and (self.length_aware or self.relative_retention):
+            # A batch padded to T holds inputs of at most T real tokens, so ceil(l_j * T / N)
+            # slots fit the largest per-input budget (and equal it on length-sorted batches).
             input_length = input_ids.shape[1] or tf.shape(input_ids)[1]
             keeps = self.retention.scaled_lengths(input_length)
-        for layer, keep in zip(self.encoder_layers, keeps):
+            if self.relative_retention:
+                budgets = self.retention.per_input_counts(tf.reduce_sum(mask, axis=1))
+        for layer, keep, budget in zip(self.encoder_layers, keeps, budgets):
             details["attention_masks"].append(mask)
-            out = layer(hidden, mask, training=training, return_scores=return_details, keep=keep)
+            out = layer(hidden, mask, training=training, return_scores=return_details, keep=keep,
+                        budget=budget)
             hidden, mask = out["hidden"], out["attention_mask"]
             if return_details:
                 details["attention_probs"].append(out["attention_probs"])
@@ -130,7 +147,8 @@ class PowerBertEncoder(keras.Model):
         config.update(self.bert_config.to_dict())
         config.update(elimination=self.elimination,
                       retention=list(self.retention.lengths) if self.retention else None,
-                      sequence_length=self.sequence_length, length_aware=self.length_aware)
+                      sequence_length=self.sequence_length, length_aware=self.length_aware,
+                      relative_retention=self.relative_retention)
         return config
 
     @classmethod
@@ -138,14 +156,14 @@ class PowerBertEncoder(keras.Model):
         return cls(**config)
 
 
-def _check_elimination(elimination, retention, sequence_length, num_layers):
+def _check_elimination(elimination, retention, sequence_length, num_layers, relative):
     """Validate the mode's arguments; returns (elimination, RetentionConfig or None, N or None)."""
     if elimination not in ELIMINATION_MODES:
         raise ValueError(f"elimination must be one of {ELIMINATION_MODES}, got {elimination!r}")
     if elimination == "hard":
         if retention is None:
             raise ValueError("elimination='hard' needs retention (word vectors kept per layer)")
-        retention = _hard_retention(retention, sequence_length, num_layers)
+        retention = _hard_retention(retention, sequence_length, num_layers, relative)
         return elimination, retention, retention.sequence_length
     if retention is not None:
         raise ValueError(f"retention is only used with elimination='hard', not {elimination!r}")
@@ -154,7 +172,7 @@ def _check_elimination(elimination, retention, sequence_length, num_layers):
     return elimination, None, sequence_length
 
 
-def _hard_retention(retention, sequence_length, num_layers):
+def _hard_retention(retention, sequence_length, num_layers, relative):
     """The `RetentionConfig` of hard mode. N is never guessed: `max(l_j)` used to stand in for it,
     which is wrong whenever the first layer already drops word vectors (length-aware scaling and
     the FLOP ratio then use the wrong N)."""
@@ -163,6 +181,9 @@ def _hard_retention(retention, sequence_length, num_layers):
             raise ValueError(
                 f"sequence_length={sequence_length} disagrees with the RetentionConfig's "
                 f"N={retention.sequence_length}; pass only one of them")
+        if relative and not retention.relative:
+            raise ValueError("relative_retention=True disagrees with a RetentionConfig whose "
+                             "relative is False; pass RetentionConfig(..., relative=True)")
         retention.check_num_layers(num_layers)
         return retention
     lengths = tuple(retention)
@@ -171,7 +192,7 @@ def _hard_retention(retention, sequence_length, num_layers):
         raise ValueError(
             f"retention={list(lengths)} needs N, the input length these counts are for: pass "
             f"sequence_length=N, or retention=RetentionConfig({lengths}, N)")
-    return RetentionConfig(lengths, sequence_length)
+    return RetentionConfig(lengths, sequence_length, bool(relative))
 
 
 def _int_input(inputs, name, default=None):

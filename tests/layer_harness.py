@@ -179,32 +179,43 @@ def keep_order(scores, mask):
     return real[:1] + ranked + [t for t in range(len(mask)) if not mask[t]]
 
 
-def reference_hard_extract(hidden, mask, scores, keep):
-    """`(hidden (B, K, D), mask (B, K), positions (B, K))`, K = min(keep, T), in word order."""
+def reference_hard_extract(hidden, mask, scores, keep, budget=None):
+    """`(hidden (B, K, D), mask (B, K), positions (B, K))`, K = min(keep, T), in word order.
+    With a per-row `budget`, only each row's `budget[b]` first-kept positions stay in the mask."""
     k = min(keep, hidden.shape[1])
-    positions = np.array([sorted(keep_order(s, m)[:k]) for s, m in zip(scores, mask)], np.int32)
+    orders = [keep_order(s, m) for s, m in zip(scores, mask)]
+    positions = np.array([sorted(order[:k]) for order in orders], np.int32)
     rows = np.arange(len(positions))[:, None]
-    return hidden[rows, positions], mask[rows, positions], positions
+    kept_mask = mask[rows, positions].copy()
+    if budget is not None:
+        for b, order in enumerate(orders):
+            within = set(order[:budget[b]])
+            kept_mask[b] *= np.array([p in within for p in positions[b]], kept_mask.dtype)
+    return hidden[rows, positions], kept_mask, positions
 
 
-def reference_soft_extract(hidden, mask, scores, retention):
-    """float (B, T, D): each word vector times the retention weight of its rank."""
+def reference_soft_extract(hidden, mask, scores, retention, relative=False):
+    """float (B, T, D): each word vector times the retention weight of its rank; relative: of
+    its rank's share of the row's n real tokens, weight `floor(rank * N / n)` (padding: the last)."""
     ranks = np.empty(mask.shape, np.int64)
     for b in range(len(mask)):
         ranks[b, keep_order(scores[b], mask[b])] = np.arange(mask.shape[1])
+        if relative:
+            n, bins = int(mask[b].sum()), len(retention)
+            ranks[b] = [r * bins // n if r < n else bins - 1 for r in ranks[b]]
     return hidden * retention[ranks][..., None]
 
 
-def reference_encoder_layer(layer, hidden, mask, keep=None):
+def reference_encoder_layer(layer, hidden, mask, keep=None, budget=None):
     """METHOD.md's placement: attention sub-block on every position, then elimination, then the
     feed-forward sub-block. Returns hidden, attention_mask, attention_probs and significance."""
     attended, probs = reference_attention(layer.attention, hidden, mask)
     x = _layer_norm(hidden + attended, layer.attention_norm)
     scores = reference_significance(probs, mask)
     if layer.elimination == "hard":
-        x, mask, _ = reference_hard_extract(x, mask, scores, keep or layer.keep)
+        x, mask, _ = reference_hard_extract(x, mask, scores, keep or layer.keep, budget)
     elif layer.elimination == "soft":
-        x = reference_soft_extract(x, mask, scores, as_float64(layer.extract.retention))
+        x = reference_soft_extract(x, mask, scores, as_float64(layer.extract.retention), layer.relative)
     ffn = _dense(ACTIVATIONS[layer.activation](_dense(x, layer.intermediate)), layer.output_dense)
     return {"hidden": _layer_norm(x + ffn, layer.output_norm), "attention_mask": mask,
             "attention_probs": probs, "significance": scores}
@@ -212,16 +223,21 @@ def reference_encoder_layer(layer, hidden, mask, keep=None):
 
 def reference_encoder(encoder, inputs):
     """The encoder's output dict, with per-layer `significance_j` and `attention_masks_j`.
-    Length-aware layers keep ceil(l_j * T / N) (the README's rule), others l_j."""
+    Length-aware layers keep ceil(l_j * T / N) (the README's rule), others l_j; relative ones
+    have ceil(l_j * T / N) slots of which row b keeps ceil(l_j * n_b / N), n_b its real tokens."""
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     x = reference_embeddings(encoder.embeddings, ids, inputs["token_type_ids"])
     length, out = ids.shape[1], {}
+    real_tokens = mask.sum(axis=1)
     for j, layer in enumerate(encoder.encoder_layers):
-        keep = None
-        if encoder.length_aware:
-            keep = -(-encoder.retention.lengths[j] * length // encoder.sequence_length)
+        keep = budget = None
+        if encoder.length_aware or (encoder.relative_retention and layer.elimination == "hard"):
+            l_j, n = encoder.retention.lengths[j], encoder.sequence_length
+            keep = math.ceil(l_j * length / n)
+            if encoder.relative_retention:
+                budget = [math.ceil(l_j * int(n_b) / n) for n_b in real_tokens]
         out[f"attention_masks_{j}"] = mask
-        step = reference_encoder_layer(layer, x, mask, keep)
+        step = reference_encoder_layer(layer, x, mask, keep, budget)
         x, mask = step["hidden"], step["attention_mask"]
         out[f"significance_{j}"] = step["significance"]
     out.update(sequence_output=x, attention_mask=mask, pooled_output=np.tanh(_dense(x[:, 0], encoder.pooler)))

@@ -152,6 +152,13 @@ CASES = {
                                                              h.as_float64(layer.retention)),
                           "attention_mask": x["attention_mask"]},
         ("hidden", "attention_mask"), prepare=lambda layer: randomize_retention([layer])),
+    "soft_extract_relative": Case(
+        SoftExtract, lambda dtype: _with_dtype(dict(sequence_length=N, relative=True), dtype),
+        functools.partial(hidden_inputs, scores=True),
+        lambda layer, x: {"hidden": h.reference_soft_extract(x["hidden"], x["attention_mask"], x["scores"],
+                                                             h.as_float64(layer.retention), relative=True),
+                          "attention_mask": x["attention_mask"]},
+        ("hidden", "attention_mask"), prepare=lambda layer: randomize_retention([layer])),
     "hard_extract": Case(
         HardExtract, lambda dtype: _with_dtype(dict(keep=3), dtype),
         functools.partial(hidden_inputs, scores=True),
@@ -165,10 +172,14 @@ CASES = {
     "encoder_hard": _encoder_case(elimination="hard", retention=[5, 1], sequence_length=N),
     "encoder_length_aware": _encoder_case(True, elimination="hard", retention=[6, 3], sequence_length=N,
                                           length_aware=True),
+    "encoder_soft_relative": _encoder_case(True, lambda e: randomize_retention(e.soft_extract_layers),
+                                           elimination="soft", sequence_length=N, relative_retention=True),
+    "encoder_relative": _encoder_case(True, elimination="hard", retention=[6, 3], sequence_length=N,
+                                      relative_retention=True),
     "classifier": Case(PowerBertClassifier, lambda dtype: classifier_kwargs(dtype), token_inputs,
                        lambda model, x: {"logits": h.reference_classifier(model, x)}, ("logits",)),
 }
-COMPOSITE = [name for name in CASES if name not in ("soft_extract", "hard_extract")]
+COMPOSITE = [name for name in CASES if name not in ("soft_extract", "soft_extract_relative", "hard_extract")]
 
 
 @functools.lru_cache(maxsize=None)

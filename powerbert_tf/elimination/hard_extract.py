@@ -20,10 +20,12 @@ class HardExtract(keras.layers.Layer):
         scores: float (B, T) significance scores (`significance_scores`), ranked in float32.
         keep: optional override of the layer's `keep` for this call (int or scalar int tensor),
             used by length-aware retention.
+        budget: optional int (B,) word vectors each input keeps, each <= keep (relative
+            retention); the kept positions beyond an input's budget are masked out.
 
     Returns:
-        `(hidden, attention_mask, positions)`: (B, K, D), (B, K) gathered with the same positions,
-        and the int32 (B, K) kept positions, increasing along axis 1.
+        `(hidden, attention_mask, positions)`: (B, K, D), (B, K) gathered with the same positions
+        (0 outside an input's budget), and the int32 (B, K) kept positions, increasing along axis 1.
     """
 
     def __init__(self, keep, **kwargs):
@@ -34,17 +36,22 @@ class HardExtract(keras.layers.Layer):
             raise ValueError(f"HardExtract keep must be a positive int, got {keep!r}")
         self.keep = int(keep)
 
-    def call(self, hidden, attention_mask, scores, keep=None):
+    def call(self, hidden, attention_mask, scores, keep=None, budget=None):
         keep = self.keep if keep is None else keep
         static_length = hidden.shape[1]
         if static_length is not None and isinstance(keep, int):
             k = min(keep, static_length)
         else:
             k = tf.minimum(keep, tf.shape(hidden)[1])
-        positions = ranking.kept_positions(ranking.ranking_keys(scores, attention_mask), k)
-        return (tf.gather(hidden, positions, batch_dims=1),
-                tf.gather(attention_mask, positions, batch_dims=1),
-                positions)
+        keys = ranking.ranking_keys(scores, attention_mask)
+        if budget is None:
+            positions = ranking.kept_positions(keys, k)
+            kept_mask = tf.gather(attention_mask, positions, batch_dims=1)
+        else:
+            positions, within = ranking.kept_positions_within_budget(keys, k, budget)
+            kept_mask = tf.gather(attention_mask, positions, batch_dims=1)
+            kept_mask = tf.where(within, kept_mask, tf.zeros_like(kept_mask))
+        return tf.gather(hidden, positions, batch_dims=1), kept_mask, positions
 
     def get_config(self):
         config = super().get_config()

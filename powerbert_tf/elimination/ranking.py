@@ -49,6 +49,50 @@ def kept_positions(keys, k):
     return tf.sort(top, axis=1)
 
 
+def kept_positions_within_budget(keys, k, budget):
+    """`kept_positions` for a batch whose inputs keep different numbers of word vectors.
+
+    Every input gets `k` slots (the largest budget of the batch, or an upper bound of it); input b
+    fills its first `budget[b]` slots with its most significant positions, and the rest are
+    marked outside the budget (they become padding for every later layer).
+
+    Args:
+        keys: float (B, T) from `ranking_keys`.
+        k: Python int or scalar int tensor, `max(budget) <= k <= T`.
+        budget: int (B,) word vectors each input keeps.
+
+    Returns:
+        `(positions, within)`: int32 (B, K) positions increasing along axis 1, and bool (B, K),
+        True where the position is one of its input's `budget[b]` most significant.
+    """
+    _, top = tf.math.top_k(keys, k=k, sorted=True)  # (B, K), most significant first
+    within = tf.less(tf.expand_dims(tf.range(tf.shape(top)[1]), 0),
+                     tf.expand_dims(tf.cast(budget, tf.int32), 1))
+    word_order = tf.argsort(top, axis=1)
+    return (tf.gather(top, word_order, batch_dims=1),
+            tf.gather(within, word_order, batch_dims=1))
+
+
+def relative_rank_bins(ranks, real_tokens, bins):
+    """Relative mode: which of `bins` retention weights the word vector of each rank uses.
+
+    Rank r of an input with n real tokens falls in bin `floor(r * bins / n)`, so the input's ranks
+    spread over all bins whatever its length; padding (r >= n) goes to the last bin. A weight
+    vector of l ones then n zeros scales exactly `ceil(l * n / bins)` word vectors by one, the count
+    `RetentionConfig.per_input_counts` keeps.
+
+    Args:
+        ranks: int32 (B, T) from `retention_ranks`.
+        real_tokens: int (B,) real tokens per input, at least 1.
+        bins: Python int N.
+
+    Returns:
+        int32 (B, T) bin indices in [0, bins).
+    """
+    n = tf.expand_dims(tf.cast(real_tokens, tf.int32), 1)
+    return tf.minimum((ranks * bins) // n, bins - 1)
+
+
 def retention_ranks(keys):
     """Rank of each position in the keep order (0 = kept first).
 

@@ -8,6 +8,14 @@ Derivation from a configuration search (`RetentionConfig.from_masses`): the pape
 float noise on an integer, at 20), then `max(l_j, 1)`, then `min(l_j, N)`, then
 `l_j = min(l_j, l_{j-1})` from the first layer down. The reference implementation truncates
 (`int(mass)`); pass `rounding="floor"` to reproduce it.
+
+Two modes (README "Length-relative retention"):
+- fixed (the paper): layer j keeps `l_j` word vectors of every input, padded to N.
+- relative: `rho_j = l_j / N` is a fraction of each input's own real tokens: input i with `n_i`
+  real tokens keeps `ceil(rho_j * n_i) = ceil(l_j * n_i / N)` in layer j (`per_input_counts`).
+  Short inputs then lose as large a share as long ones, and a batch needs no padding to N. The
+  counts are integer arithmetic, so a batch and a single input agree exactly on them; since
+  `1 <= l_j <= N` every input keeps between 1 and n_i, and the counts never increase with depth.
 """
 
 import dataclasses
@@ -42,16 +50,21 @@ class RetentionConfig:
     Attributes:
         lengths: one positive int per encoder layer, non-increasing.
         sequence_length: N, the input length the configuration was found for.
+        relative: False: layer j keeps `lengths[j]` of any input (the paper). True: it keeps the
+            fraction `lengths[j] / N` of each input's real tokens (`per_input_counts`).
     """
 
     lengths: tuple
     sequence_length: int
+    relative: bool = False
 
     def __post_init__(self):
         lengths = tuple(_as_int(v, "retention length") for v in self.lengths)
         object.__setattr__(self, "lengths", lengths)
         n = _as_int(self.sequence_length, "sequence_length")
         object.__setattr__(self, "sequence_length", n)
+        if not isinstance(self.relative, bool):
+            raise RetentionError(f"relative must be True or False, got {self.relative!r}")
         if not lengths:
             raise RetentionError("a retention configuration needs at least one layer")
         for j, value in enumerate(lengths, start=1):
@@ -74,8 +87,16 @@ class RetentionConfig:
         check_num_layers(self.lengths, num_layers)
 
     @property
+    def ratios(self):
+        """`rho_j = l_j / N`, the fraction of the input each layer keeps (exact in relative mode)."""
+        return tuple(length / self.sequence_length for length in self.lengths)
+
+    @property
     def flop_ratio(self):
-        """`L * N / sum(l_j)`: the encoder-layer work saved, ignoring the attention's T^2 term."""
+        """`L * N / sum(l_j)`: the encoder-layer work saved, ignoring the attention's T^2 term.
+
+        In relative mode this is `L / sum(rho_j)`, the same for inputs of every length (up to the
+        rounding up of each count)."""
         return self.num_layers * self.sequence_length / sum(self.lengths)
 
     @classmethod
@@ -84,8 +105,11 @@ class RetentionConfig:
         return cls((sequence_length,) * num_layers, sequence_length)
 
     @classmethod
-    def from_masses(cls, masses: Sequence[float], sequence_length, rounding="ceil"):
-        """Derive a configuration from soft-extract masses with the rule in the module docstring."""
+    def from_masses(cls, masses: Sequence[float], sequence_length, rounding="ceil", relative=False):
+        """Derive a configuration from soft-extract masses with the rule in the module docstring.
+
+        In relative mode the mass is measured in the same N units (`SoftExtract(relative=True)`
+        spreads each input's ranks over the N retention weights), so the rule is the same."""
         if rounding not in _ROUNDING:
             raise RetentionError(f"unknown rounding {rounding!r}; use one of {sorted(_ROUNDING)}")
         lengths, previous = [], sequence_length
@@ -93,7 +117,7 @@ class RetentionConfig:
             value = min(max(_ROUNDING[rounding](float(mass)), 1), sequence_length, previous)
             lengths.append(value)
             previous = value
-        return cls(tuple(lengths), sequence_length)
+        return cls(tuple(lengths), sequence_length, relative)
 
     def scaled_lengths(self, input_length):
         """Length-aware retention: `ceil(l_j * T / N)` word vectors for inputs of length T.
@@ -106,18 +130,33 @@ class RetentionConfig:
         n = self.sequence_length
         return [(length * input_length + n - 1) // n for length in self.lengths]
 
+    def per_input_counts(self, real_tokens):
+        """Relative mode: word vectors each input keeps in each layer, `ceil(l_j * n_i / N)`.
+
+        Args:
+            real_tokens: `n_i`, a Python int or an int tensor (B,) of real-token counts, each
+                between 1 and N.
+
+        Returns:
+            One entry per layer, each of `real_tokens`' type and shape.
+        """
+        return self.scaled_lengths(real_tokens)
+
     def to_dict(self):
-        return {"lengths": list(self.lengths), "sequence_length": self.sequence_length,
+        data = {"lengths": list(self.lengths), "sequence_length": self.sequence_length,
                 "flop_ratio": round(self.flop_ratio, 4)}
+        if self.relative:
+            data.update(relative=True, ratios=[round(r, 4) for r in self.ratios])
+        return data
 
     @classmethod
     def from_dict(cls, data):
         try:
-            return cls(tuple(data["lengths"]), data["sequence_length"])
-        except (KeyError, TypeError) as err:
+            return cls(tuple(data["lengths"]), data["sequence_length"], data.get("relative", False))
+        except (KeyError, TypeError, AttributeError) as err:
             raise RetentionError(
                 f"a retention configuration needs 'lengths' (list of ints) and 'sequence_length' "
-                f"(int); got {data!r}") from err
+                f"(int), and optionally 'relative' (bool); got {data!r}") from err
 
 
 def check_num_layers(lengths, num_layers):

@@ -32,6 +32,7 @@ class EncoderLayer(keras.layers.Layer):
     Args:
         elimination: "none", "soft" (`SoftExtract` over `sequence_length` ranks) or "hard"
             (`HardExtract` keeping `keep` word vectors).
+        relative: soft mode: retention weights over fractions of each input (`SoftExtract`).
 
     Call args:
         hidden: float (B, T, D).
@@ -39,6 +40,8 @@ class EncoderLayer(keras.layers.Layer):
         return_scores: also return `attention_probs` (B, H, T, T) and `significance` (B, T), both
             float32 whatever the dtype policy (they decide the ranking).
         keep: hard mode: override `keep` for this call (length-aware retention).
+        budget: hard mode: int (B,) word vectors each input keeps, each <= keep (relative
+            retention); the others are masked out.
 
     Returns:
         dict with `hidden` (B, T', D) and `attention_mask` (B, T'), T' = min(keep, T) in hard
@@ -47,7 +50,7 @@ class EncoderLayer(keras.layers.Layer):
 
     def __init__(self, hidden_size, num_heads, intermediate_size, activation="gelu", dropout=0.1,
                  attention_dropout=0.1, layer_norm_eps=1e-12, initializer_range=0.02,
-                 elimination="none", keep=None, sequence_length=None, **kwargs):
+                 elimination="none", keep=None, sequence_length=None, relative=False, **kwargs):
         super().__init__(**kwargs)
         if elimination not in ELIMINATION_MODES:
             raise ValueError(f"elimination must be one of {ELIMINATION_MODES}, got {elimination!r}")
@@ -66,6 +69,7 @@ class EncoderLayer(keras.layers.Layer):
         self.elimination = elimination
         self.keep = keep
         self.sequence_length = sequence_length
+        self.relative = bool(relative)
 
         # === Layers === (in this layer's dtype policy, see `BertEmbeddings`)
         def init():
@@ -80,7 +84,7 @@ class EncoderLayer(keras.layers.Layer):
         if elimination == "hard":
             self.extract = HardExtract(keep, name="hard_extract", dtype=policy)
         elif elimination == "soft":
-            self.extract = SoftExtract(sequence_length, name="soft_extract", dtype=policy)
+            self.extract = SoftExtract(sequence_length, relative=relative, name="soft_extract", dtype=policy)
         else:
             self.extract = None
         self.intermediate = keras.layers.Dense(intermediate_size, activation=_activation(activation),
@@ -102,7 +106,7 @@ class EncoderLayer(keras.layers.Layer):
         self.output_norm.build(shape)
         self.built = True
 
-    def call(self, hidden, attention_mask, training=None, return_scores=False, keep=None):
+    def call(self, hidden, attention_mask, training=None, return_scores=False, keep=None, budget=None):
         if self._keeps_one(hidden, keep) and not return_scores:
             return self._call_keeping_cls(hidden, attention_mask, training)
         context, probs = self.attention.context(hidden, attention_mask, training=training)
@@ -113,7 +117,8 @@ class EncoderLayer(keras.layers.Layer):
                 outputs.update(attention_probs=probs, significance=scores)
         if self.elimination == "hard":
             extract_args = {"keep": keep} if keep is not None else {}
-            hidden, attention_mask, positions = self.extract(hidden, attention_mask, scores, **extract_args)
+            hidden, attention_mask, positions = self.extract(hidden, attention_mask, scores, budget=budget,
+                                                             **extract_args)
             context = tf.gather(context, positions, batch_dims=1)
         hidden = self._attention_output(hidden, context, training)
         if self.elimination == "soft":
@@ -149,5 +154,5 @@ class EncoderLayer(keras.layers.Layer):
                       dropout=self.dropout, attention_dropout=self.attention_dropout,
                       layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
                       elimination=self.elimination, keep=self.keep,
-                      sequence_length=self.sequence_length)
+                      sequence_length=self.sequence_length, relative=self.relative)
         return config
