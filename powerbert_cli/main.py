@@ -65,6 +65,11 @@ def build_parser():
     train.add_argument("--length-aware", action="store_true",
                        help="re-train with length-aware retention: length-bucketed batches, layer j of "
                             "a batch of length T keeps ceil(l_j*T/N) word vectors (dev is bucketed too)")
+    train.add_argument("--relative-retention", action="store_true",
+                       help="length-relative retention: the search learns fractions rho_j = l_j/N and "
+                            "layer j keeps ceil(rho_j*n) of each input's n real tokens, so length-sorted "
+                            "dynamic batches need no padding to N (search, re-training and dev run on "
+                            "length-bucketed batches)")
     train.add_argument("--strategy", default="default", choices=("default", "mirrored"),
                        help="tf.distribute strategy of the search loop (mirrored: all local devices)")
     train.add_argument("--quiet", action="store_true", help="one line per chunk instead of progress bars")
@@ -113,6 +118,8 @@ def _config_from_args(args):
         overrides["bucket_finetune"] = False
     if args.length_aware:
         overrides["length_aware"] = True
+    if args.relative_retention:
+        overrides["relative_retention"] = True
     if args.retention:
         try:
             overrides["retention"] = tuple(int(v) for v in args.retention.split(","))

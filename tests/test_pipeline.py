@@ -180,6 +180,30 @@ def test_length_aware_retrain_sees_bucketed_batches(tiny, finished, tmp_path, mo
     assert summary["power_bert"]["accuracy"] >= MIN_ACCURACY, summary["power_bert"]
 
 
+def test_relative_retention_searches_and_retrains_on_bucketed_batches(tiny, finished, tmp_path, monkeypatch):
+    seen_lengths = set()
+    real_plan = Pipeline._train_plan
+
+    def spy(self, step, bucket, drop_remainder):
+        make_stream, total = real_plan(self, step, bucket, drop_remainder)
+        if step in ("search", "retrain"):
+            seen_lengths.update(int(x["input_ids"].shape[1]) for x, _ in make_stream(0))
+        return make_stream, total
+
+    monkeypatch.setattr(Pipeline, "_train_plan", spy)
+    copy_run(finished[1], tmp_path, FINETUNE_ONLY)  # the setting changes the search and re-training
+    summary = run(tiny, tmp_path, relative_retention=True)
+    assert len(seen_lengths) > 1 and max(seen_lengths) < N  # trimmed to each batch's longest
+    retention = RunDir(tmp_path).read_retention()
+    assert retention.relative and max(retention.lengths) < N, retention
+    final = keras.saving.load_model(tmp_path / "retrain" / "model.keras")
+    assert final.encoder.relative_retention and final.encoder.retention == retention
+    assert summary["power_bert"]["accuracy"] >= MIN_ACCURACY, summary["power_bert"]
+    # A started search refuses to resume in the other mode.
+    with pytest.raises(RunConfigMismatch, match="relative_retention"):
+        run(tiny, tmp_path, relative_retention=False)
+
+
 def test_checkpoints_chosen_on_held_out_training_data(tiny, tmp_path):
     summary = run(tiny, tmp_path, steps=("finetune",), selection_holdout=0.25)
     assert summary["train_examples"]["finetune"] == 72  # 96 minus the 24 held out

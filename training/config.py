@@ -49,6 +49,7 @@ class TrainConfig:
     dev_subset: Optional[int] = None
     bucket_finetune: bool = True
     length_aware: bool = False
+    relative_retention: bool = False
     rounding: str = "ceil"
     retention: Optional[tuple] = None
     seed: int = 0
@@ -56,6 +57,9 @@ class TrainConfig:
     checkpoint_every: int = 200
 
     def __post_init__(self):
+        if self.length_aware and self.relative_retention:
+            raise ValueError("--length-aware (per batch) and --relative-retention (per input) scale "
+                             "the counts in two different ways; choose one")
         if self.selection_holdout is not None and not 0 < self.selection_holdout < 1:
             raise ValueError(f"selection_holdout must be a fraction between 0 and 1, got {self.selection_holdout}")
         if self.retention is not None:
@@ -63,7 +67,8 @@ class TrainConfig:
 
     @functools.cached_property  # built once: __post_init__ validates with it, callers reuse it
     def retention_config(self):
-        """`--retention` as a `RetentionConfig` at N = `max_length` (None when not given).
+        """`--retention` as a `RetentionConfig` at N = `max_length`, relative with
+        `--relative-retention` (None when not given).
 
         Raises:
             RetentionError: the counts break the rules.
@@ -72,7 +77,7 @@ class TrainConfig:
             return None
         from powerbert_tf import RetentionConfig
 
-        return RetentionConfig(tuple(self.retention), self.max_length)
+        return RetentionConfig(tuple(self.retention), self.max_length, self.relative_retention)
 
     def epochs_for(self, step):
         explicit = {"search": self.search_epochs, "retrain": self.retrain_epochs}.get(step)

@@ -127,19 +127,23 @@ class Pipeline:
     def _search(self):
         c = self.config
         finetuned = self.run_dir.load_model("finetune")
-        make_stream, total = self._train_plan("search", bucket=False, drop_remainder=True)
+        # Relative retention weights cover fractions of each input, so padding does not matter and
+        # the search runs on length-bucketed batches like fine-tuning.
+        make_stream, total = self._train_plan("search", bucket=c.relative_retention, drop_remainder=True)
         with self.strategy.scope():
-            model = finetuned.with_elimination(elimination="soft", sequence_length=c.max_length)
+            model = finetuned.with_elimination(elimination="soft", sequence_length=c.max_length,
+                                               relative_retention=c.relative_retention)
             search = ConfigurationSearch(
                 model, self._loss(reduction="none"), lam=c.lambda_, lr_bert=c.lr_bert,
                 lr_soft=c.lr_soft_extract, total_steps=total, global_batch=c.batch_size,
                 warmup_fraction=c.warmup_fraction, weight_decay=c.weight_decay, strategy=self.strategy)
-        dev = self.dev_dataset()
+        dev = self.dev_dataset(bucket=c.relative_retention)
         progress = run_search(search, make_stream, total, self.run_dir.step_dir("search"), self.run_dir.log_dir("search"),
                               c.checkpoint_every, evaluate_dev=lambda: evaluate(model, dev, self.task),
                               verbose=self.verbose)
         masses = search.masses()
-        retention = RetentionConfig.from_masses(masses, c.max_length, rounding=c.rounding)
+        retention = RetentionConfig.from_masses(masses, c.max_length, rounding=c.rounding,
+                                                relative=c.relative_retention)
         self.run_dir.save_model("search", model)
         self.run_dir.write_retention(retention, masses)
         plot_retention(retention, self.run_dir.file("retention.png"), masses=masses,
@@ -158,11 +162,12 @@ class Pipeline:
             retention = self.run_dir.read_retention()
         # Re-training without a search starts from the fine-tuned model.
         searched = self.run_dir.load_model("search" if self.run_dir.has_model("search") else "finetune")
-        # Length-aware models are trained and judged on length-bucketed batches: that is how they
-        # prune (at T = N they are the plain hard model).
+        # Length-aware and relative models are trained and judged on length-bucketed batches: that
+        # is how they are served (relative ones give the same answers at any padding).
+        bucket = c.length_aware or retention.relative
         return self._fit("retrain", lambda: searched.with_elimination(
             elimination="hard", retention=retention, length_aware=c.length_aware),
-            bucket=c.length_aware, dev_bucket=c.length_aware)
+            bucket=bucket, dev_bucket=bucket)
 
     # === Summary ===
     def write_summary(self):
