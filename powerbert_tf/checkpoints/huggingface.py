@@ -57,3 +57,30 @@ def read_hf_safetensors(path):
 def load_hf_safetensors(encoder, path):
     """Load a HF BERT `model.safetensors` into a built `PowerBertEncoder`."""
     assign_weights(encoder, read_hf_safetensors(path), source=path)
+
+
+def google_to_hf_name(google_name):
+    """Inverse of `hf_to_google_name`: `(hf_name, transpose)` under `BertModel`'s names."""
+    path = google_name[len("bert/"):]
+    leaf = path.rsplit("/", 1)[-1]
+    path = re.sub(r"^encoder/layer_(\d+)/", lambda m: f"encoder/layer/{m.group(1)}/", path)
+    if "LayerNorm" in path:
+        return path[: -len(leaf)].replace("/", ".") + {"gamma": "weight", "beta": "bias"}[leaf], False
+    if path.startswith("embeddings/") and "/" not in path[len("embeddings/"):]:
+        return path.replace("/", ".") + ".weight", False
+    if leaf == "kernel":
+        return path[: -len("kernel")].replace("/", ".") + "weight", True
+    return path.replace("/", "."), False
+
+
+def hf_state_dict(encoder, prefix="bert."):
+    """Dict HF tensor name -> float32 array of a `PowerBertEncoder`'s weights (`nn.Linear`
+    weights as (out, in)), the names `BertModel` (or, with `prefix`, `BertFor*`) loads."""
+    from powerbert_tf.checkpoints.variable_names import google_variable_map
+
+    tensors = {}
+    for google_name, variable in google_variable_map(encoder).items():
+        name, transpose = google_to_hf_name(google_name)
+        value = variable.numpy().astype(np.float32)
+        tensors[prefix + name] = np.ascontiguousarray(value.T if transpose else value)
+    return tensors
