@@ -81,6 +81,14 @@ VARIANTS = (
             "BERT padded to N, TFLite with int8 weights (reference for power:tflite_int8)"),
     Variant("power:tflite_int8", "power", "tflite_int8", False, "9",
             "PoWER-BERT at N, TFLite with int8 weights (dynamic-range quantization)"),
+    Variant("bert-dynamic:tflite", "bert", "tflite", True, "5",
+            "BERT, length-sorted dynamic padding, TFLite of the (batch, None) export (reference)"),
+    Variant("power-dynamic:tflite", "power", "tflite", True, "5",
+            "PoWER-BERT, length-sorted dynamic padding, TFLite of the (batch, None) export"),
+    Variant("bert-dynamic:tflite_int8", "bert", "tflite_int8", True, "9",
+            "BERT, length-sorted dynamic padding, TFLite with int8 weights (reference)"),
+    Variant("power-dynamic:tflite_int8", "power", "tflite_int8", True, "9",
+            "PoWER-BERT, length-sorted dynamic padding, TFLite with int8 weights"),
     Variant("peer-ort-padded:ort_optimized", "bert", "ort_optimized", False, "8",
             "peer: BERT padded to N, ONNX Runtime transformer-optimized graph (fused kernels)"),
     Variant("peer-ort-dynamic:ort_optimized", "bert", "ort_optimized", True, "8",
@@ -192,7 +200,7 @@ def code_fingerprint():
     return digest.hexdigest()
 
 
-_ARTIFACTS = {  # artifact -> (model, kind)
+_ARTIFACTS = {  # artifact -> (model, or for conversions the artifact converted, kind)
     "bert": ("bert", "saved_model"), "power": ("power", "saved_model"),
     "bert-xla": ("bert", "xla_saved_model"), "power-xla": ("power", "xla_saved_model"),
     "bert-dynamic": ("bert", "dynamic_saved_model"), "power-dynamic": ("power", "dynamic_saved_model"),
@@ -200,6 +208,9 @@ _ARTIFACTS = {  # artifact -> (model, kind)
     "bert.onnx": ("bert", "onnx"), "power.onnx": ("power", "onnx"),
     "bert.tflite": ("bert", "tflite"), "power.tflite": ("power", "tflite"),
     "bert.int8.tflite": ("bert", "tflite_int8"), "power.int8.tflite": ("power", "tflite_int8"),
+    "bert-dynamic.tflite": ("bert-dynamic", "tflite"), "power-dynamic.tflite": ("power-dynamic", "tflite"),
+    "bert-dynamic.int8.tflite": ("bert-dynamic", "tflite_int8"),
+    "power-dynamic.int8.tflite": ("power-dynamic", "tflite_int8"),
     "bert.ort-optimized.onnx": ("bert", "ort_optimized"), "bert.ort-int8.onnx": ("bert", "ort_int8"),
 }
 _RUNTIME_FILE = {"tflite_int8": "int8.tflite", "ort_optimized": "ort-optimized.onnx", "ort_int8": "ort-int8.onnx"}
@@ -213,7 +224,8 @@ def artifact_for(variant):
         return f"{variant.group}" if variant.dynamic else variant.model
     if variant.runtime == "xla":
         return f"{variant.model}-xla"
-    return f"{variant.model}.{_RUNTIME_FILE.get(variant.runtime, variant.runtime)}"
+    source = variant.group if variant.dynamic and variant.runtime.startswith("tflite") else variant.model
+    return f"{source}.{_RUNTIME_FILE.get(variant.runtime, variant.runtime)}"
 
 
 class Exports:

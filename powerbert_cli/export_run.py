@@ -14,7 +14,8 @@ from training.run_dir import RunDir
 from training.tasks import get_task
 
 
-def export_run(source, base, version=None, *, init=None, task=None, max_length=None, jit_compile=False):
+def export_run(source, base, version=None, *, init=None, task=None, max_length=None, jit_compile=False,
+               dynamic_length=False, tflite=None):
     """Export a run directory's final model (re-trained, else fine-tuned) or a `.keras` file.
 
     A run directory supplies the task, N and the pretrained vocabulary from its `config.json`;
@@ -49,4 +50,4 @@ def export_run(source, base, version=None, *, init=None, task=None, max_length=N
     return export_saved_model(
         model, load_tokenizer(init), base=base, max_length=max_length,
         label_names=spec.label_names, task_name=spec.name, pair=spec.is_pair,
-        version=version, jit_compile=jit_compile)
+        version=version, jit_compile=jit_compile, dynamic_length=dynamic_length, tflite=tflite)

@@ -89,6 +89,13 @@ def build_parser():
     export.add_argument("--task", default=None, help="task of a .keras file (labels, pair or single)")
     export.add_argument("--init", default=None, help="pretrained model of a .keras file's vocabulary")
     export.add_argument("--max-length", type=int, default=None, help="N of a .keras file (default: the task's)")
+    export.add_argument("--dynamic-length", action="store_true",
+                        help="serving_default takes (batch, None) ids: batches padded only to their "
+                             "longest input (what length-relative retention is for)")
+    export.add_argument("--tflite", choices=("float32", "int8"), default=None,
+                        help="also write serving_default as <version>/model.tflite (int8: quantized "
+                             "weights), served instead of the SavedModel by `powerbert serve "
+                             "--prefer_tflite_model` and by TF Serving with the same flag")
     export.add_argument("--jit-compile", action="store_true",
                         help="compile serving_default with XLA (TF Serving: --xla_cpu_compilation_enabled)")
 
@@ -144,7 +151,8 @@ def export_command(args):
     from powerbert_cli.export_run import export_run
 
     path = export_run(args.source, args.base, args.version, init=args.init, task=args.task,
-                      max_length=args.max_length, jit_compile=args.jit_compile)
+                      max_length=args.max_length, jit_compile=args.jit_compile,
+                      dynamic_length=args.dynamic_length, tflite=args.tflite)
     print(f"exported {path}")
 
 

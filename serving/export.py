@@ -27,7 +27,7 @@ import tempfile
 import tensorflow as tf
 
 from powerbert_tf.encoder import INPUT_NAMES
-from serving.savedmodel import METADATA_FILE, SERVING_SIGNATURE, TEXT_SIGNATURE, version_dirs
+from serving.savedmodel import METADATA_FILE, SERVING_SIGNATURE, TEXT_SIGNATURE, TFLITE_FILE, version_dirs
 
 
 
@@ -104,7 +104,7 @@ def model_sequence_length(model):
 
 
 def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, task_name="",
-                       pair=False, version=None, jit_compile=False, dynamic_length=False):
+                       pair=False, version=None, jit_compile=False, dynamic_length=False, tflite=None):
     """Write `model` as version `version` (default: next free) of `base`; returns the version dir.
 
     Args:
@@ -120,6 +120,9 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
         jit_compile: compile `serving_default` with XLA (`classify_text`'s string ops cannot be).
         dynamic_length: `serving_default` takes (batch, None) ids, for batches padded only to
             their longest input (a hard-extract model then keeps min(l_j, length) vectors).
+        tflite: None, "float32" or "int8": also write `serving_default` as `model.tflite` in the
+            version directory (int8: dynamic-range quantized weights), which TF Serving serves
+            instead of the SavedModel when started with `--prefer_tflite_model`.
 
     Raises:
         ExportError: `version` exists or is not a positive int, `label_names` does not match,
@@ -133,6 +136,8 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
     max_length = max_length or own_length
     if max_length is None:
         raise ExportError("a model without elimination needs max_length (the input length N)")
+    if tflite not in (None, "float32", "int8"):
+        raise ExportError(f"tflite must be None, 'float32' or 'int8', got {tflite!r}")
     if model.num_classes != 1 and len(label_names) != model.num_classes:
         raise ExportError(f"{len(label_names)} label names for a model with {model.num_classes} classes")
     retention = model.encoder.retention
@@ -151,7 +156,7 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
                 "vocab_size": model.encoder.bert_config.vocab_size,
                 "type_vocab_size": model.encoder.bert_config.type_vocab_size,
                 "signatures": [SERVING_SIGNATURE, TEXT_SIGNATURE], "jit_compile": bool(jit_compile),
-                "dynamic_length": bool(dynamic_length)}
+                "dynamic_length": bool(dynamic_length), "tflite": tflite}
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base)
     try:
         with tempfile.TemporaryDirectory() as asset_src:
@@ -168,6 +173,10 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
             root.assets = [tf.saved_model.Asset(path) for path in _write_assets(
                 asset_src, tokenizer, list(label_names), retention and retention.to_dict(), metadata)]
             tf.saved_model.save(root, staging, signatures=signatures)
+        if tflite:
+            from serving.convert import convert_tflite
+
+            convert_tflite(staging, os.path.join(staging, TFLITE_FILE), int8=tflite == "int8")
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -7,6 +7,7 @@ the inference threads, or through the batch scheduler; answer within `timeout_ms
 
 import asyncio
 import collections
+import functools
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from serving.batching import BatchScheduler
+from serving.servable import Servable
 from serving.errors import (DEADLINE_EXCEEDED, NOT_FOUND, PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT,
                             ServingError, describe_exception)
 from serving.json_tensor import decode_request_tensors, dumps, encode_response, parse_json_object, \
@@ -34,7 +36,9 @@ class ModelServer:
 
     def __init__(self, models, options=None):
         self.options = options or ServingOptions()
-        self.stores = {name: ModelStore(name, path, self.options.poll_seconds) for name, path in models.items()}
+        loader = functools.partial(Servable, prefer_tflite=self.options.prefer_tflite_model)
+        self.stores = {name: ModelStore(name, path, self.options.poll_seconds, loader=loader)
+                       for name, path in models.items()}
         self.scheduler = BatchScheduler(self.options.batching) if self.options.enable_batching else None
         self.executor = ThreadPoolExecutor(self.options.num_request_threads, thread_name_prefix="predict")
         self.responses = collections.Counter()

@@ -17,3 +17,4 @@ class ServingOptions:
     num_request_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_body_bytes: int = 10 * 1024 * 1024
     inline_parse_bytes: int = 64 * 1024  # bodies above this are parsed on a worker thread
+    prefer_tflite_model: bool = False  # --prefer_tflite_model: serve <version>/model.tflite if present

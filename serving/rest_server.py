@@ -139,6 +139,10 @@ def add_serve_parser(subparsers):
     parser.add_argument("--log_level", default="info", choices=("debug", "info", "warning", "error"),
                         help="(default: %(default)s)")
     parser.add_argument("--access_log", action="store_true", help="log every request")
+    parser.add_argument("--prefer_tflite_model", action="store_true",
+                        help="serve a version's model.tflite (written by `powerbert export --tflite`) "
+                             "instead of its SavedModel, as TF Serving's flag of that name; only "
+                             "serving_default exists in TFLite form")
     return parser
 
 
@@ -163,7 +167,8 @@ def options_from_args(args):
     return ServingOptions(
         poll_seconds=args.file_system_poll_wait_seconds, enable_batching=args.enable_batching,
         batching=BatchingParameters(**batching), timeout_ms=args.rest_api_timeout_in_ms,
-        num_request_threads=args.rest_api_num_threads, max_body_bytes=args.max_body_bytes)
+        num_request_threads=args.rest_api_num_threads, max_body_bytes=args.max_body_bytes,
+        prefer_tflite_model=args.prefer_tflite_model)
 
 
 def serve_main(args):

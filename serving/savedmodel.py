@@ -9,6 +9,9 @@ import os
 SERVING_SIGNATURE = "serving_default"  # TF Serving's default signature name
 TEXT_SIGNATURE = "classify_text"       # raw strings in, tokenized in the graph (tensorflow-text)
 METADATA_FILE = "powerbert.json"       # assets/powerbert.json: task, N, labels, retention
+# A TFLite form of serving_default beside saved_model.pb: TF Serving serves it instead when started
+# with --prefer_tflite_model (and so does `powerbert serve`).
+TFLITE_FILE = "model.tflite"
 DT_STRING = 7                          # tensorflow.DataType enum of a string tensor
 
 # TF Serving reads a version directory name as a 64-bit integer; it skips longer names.

@@ -19,7 +19,7 @@ import tensorflow as tf
 from google.protobuf import json_format
 
 from serving.errors import INVALID_ARGUMENT, ServingError, describe_exception
-from serving.savedmodel import import_tf_text, read_saved_model
+from serving.savedmodel import SERVING_SIGNATURE, TFLITE_FILE, import_tf_text, read_saved_model
 
 # The tensorflow-text ops that `classify_text` signatures call; models without them serve anyway.
 import_tf_text()
@@ -55,12 +55,19 @@ class Servable:
     Raises on construction whatever loading raises (a corrupt or incomplete directory).
     """
 
-    def __init__(self, model_name, version, path, stats=None):
+    def __init__(self, model_name, version, path, stats=None, prefer_tflite=False):
         self.model_name, self.version, self.path = model_name, version, path
         self.stats = stats or CallStats()
-        self._loaded = tf.saved_model.load(path)
-        self.signatures = {name: _signature(name, fn) for name, fn in self._loaded.signatures.items()}
-        self.signature_defs = _signature_defs_json(path, self.signatures)
+        tflite = os.path.join(path, TFLITE_FILE)
+        # TF Serving's --prefer_tflite_model: the version's model.tflite when there is one.
+        self.runtime = "tflite" if prefer_tflite and os.path.isfile(tflite) else "saved_model"
+        if self.runtime == "tflite":
+            self.signatures = {SERVING_SIGNATURE: _tflite_signature(tflite)}
+        else:
+            self._loaded = tf.saved_model.load(path)
+            self.signatures = {name: _signature(name, fn) for name, fn in self._loaded.signatures.items()}
+        self.signature_defs = {name: d for name, d in _signature_defs_json(path, self.signatures).items()
+                               if name in self.signatures}
         self.value_ranges = _value_ranges(path)
 
     def signature(self, name):
@@ -108,6 +115,28 @@ def _signature(name, fn):
     _, kwargs = fn.structured_input_signature
     outputs = {key: tf.TensorSpec(value.shape, value.dtype, key) for key, value in fn.structured_outputs.items()}
     return Signature(name, fn, dict(kwargs), outputs)
+
+
+def _tflite_signature(path):
+    """`Signature` of a TFLite file's `serving_default`, run by LiteRT (one call at a time: an
+    interpreter is not thread-safe)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # tf.lite.Interpreter works too but is deprecated
+        Interpreter = tf.lite.Interpreter
+    interpreter = Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
+    lock = threading.Lock()
+
+    def specs(details):
+        return {name: tf.TensorSpec([None if d < 0 else int(d) for d in info["shape_signature"]],
+                                    tf.as_dtype(info["dtype"]), name) for name, info in details.items()}
+
+    def call(**feeds):
+        with lock:
+            return runner(**{name: np.asarray(value) for name, value in feeds.items()})
+    return Signature(SERVING_SIGNATURE, call, specs(runner.get_input_details()),
+                     specs(runner.get_output_details()))
 
 
 def _signature_defs_json(path, signatures):
