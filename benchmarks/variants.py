@@ -43,10 +43,18 @@ class Variant:
     dynamic: bool  # sorted by length, each batch padded to its longest
     item: str
     description: str
+    # Dynamic batches are padded to their longest input rounded up to this multiple (XLA compiles
+    # once per shape, so its widths come in buckets; padding changes no answer, only the work).
+    length_multiple: int = 1
 
     @property
     def group(self):
         return self.id.split(":")[0]
+
+    @property
+    def batching(self):
+        """What decides this variant's batches: (dynamic, length multiple)."""
+        return (self.dynamic, self.length_multiple if self.dynamic else 1)
 
 
 VARIANTS = (
@@ -81,6 +89,12 @@ VARIANTS = (
             "BERT padded to N, TFLite with int8 weights (reference for power:tflite_int8)"),
     Variant("power:tflite_int8", "power", "tflite_int8", False, "9",
             "PoWER-BERT at N, TFLite with int8 weights (dynamic-range quantization)"),
+    Variant("bert-dynamic:xla", "bert", "xla", True, "7",
+            "BERT, length-sorted dynamic padding rounded up to a multiple of 8, XLA (reference)",
+            length_multiple=8),
+    Variant("power-dynamic:xla", "power", "xla", True, "7",
+            "PoWER-BERT, length-sorted dynamic padding rounded up to a multiple of 8, the (batch, "
+            "None) export compiled by XLA once per width", length_multiple=8),
     Variant("bert-dynamic:tflite", "bert", "tflite", True, "5",
             "BERT, length-sorted dynamic padding, TFLite of the (batch, None) export (reference)"),
     Variant("power-dynamic:tflite", "power", "tflite", True, "5",
@@ -164,8 +178,9 @@ class Batches:
         return first
 
 
-def make_batches(features, batch_size, dynamic):
-    """Split (n, N) features into batches; `dynamic`: sort by length, trim each to its longest.
+def make_batches(features, batch_size, dynamic, length_multiple=1):
+    """Split (n, N) features into batches; `dynamic`: sort by length, trim each to its longest
+    (rounded up to `length_multiple`, at most N).
 
     The sort is stable, so equal lengths keep file order; fixed batches keep file order.
     """
@@ -175,7 +190,8 @@ def make_batches(features, batch_size, dynamic):
     batches = Batches([], [], [])
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        width = int(lengths[idx].max()) if dynamic else features["input_ids"].shape[1]
+        full = features["input_ids"].shape[1]
+        width = min(-(-int(lengths[idx].max()) // length_multiple) * length_multiple, full) if dynamic else full
         batches.inputs.append({name: np.ascontiguousarray(features[name][idx, :width], np.int32)
                                for name in INPUT_NAMES})
         batches.indices.append(idx)
@@ -204,6 +220,7 @@ _ARTIFACTS = {  # artifact -> (model, or for conversions the artifact converted,
     "bert": ("bert", "saved_model"), "power": ("power", "saved_model"),
     "bert-xla": ("bert", "xla_saved_model"), "power-xla": ("power", "xla_saved_model"),
     "bert-dynamic": ("bert", "dynamic_saved_model"), "power-dynamic": ("power", "dynamic_saved_model"),
+    "bert-dynamic-xla": ("bert", "xla_dynamic_saved_model"), "power-dynamic-xla": ("power", "xla_dynamic_saved_model"),
     "power-la-dynamic": ("power-la", "dynamic_saved_model"),
     "bert.onnx": ("bert", "onnx"), "power.onnx": ("power", "onnx"),
     "bert.tflite": ("bert", "tflite"), "power.tflite": ("power", "tflite"),
@@ -213,6 +230,7 @@ _ARTIFACTS = {  # artifact -> (model, or for conversions the artifact converted,
     "power-dynamic.int8.tflite": ("power-dynamic", "tflite_int8"),
     "bert.ort-optimized.onnx": ("bert", "ort_optimized"), "bert.ort-int8.onnx": ("bert", "ort_int8"),
 }
+_SAVED_MODEL_KINDS = ("saved_model", "xla_saved_model", "dynamic_saved_model", "xla_dynamic_saved_model")
 _RUNTIME_FILE = {"tflite_int8": "int8.tflite", "ort_optimized": "ort-optimized.onnx", "ort_int8": "ort-int8.onnx"}
 
 
@@ -223,7 +241,7 @@ def artifact_for(variant):
     if variant.runtime == "saved_model":
         return f"{variant.group}" if variant.dynamic else variant.model
     if variant.runtime == "xla":
-        return f"{variant.model}-xla"
+        return f"{variant.group if variant.dynamic else variant.model}-xla"
     source = variant.group if variant.dynamic and variant.runtime.startswith("tflite") else variant.model
     return f"{source}.{_RUNTIME_FILE.get(variant.runtime, variant.runtime)}"
 
@@ -260,7 +278,7 @@ class Exports:
     def path(self, artifact):
         model, kind = _ARTIFACTS[artifact]
         target = os.path.join(self.directory, artifact)
-        if kind in ("saved_model", "xla_saved_model", "dynamic_saved_model"):
+        if kind in _SAVED_MODEL_KINDS:
             target = os.path.join(target, "1")
         if os.path.exists(target):
             if artifact not in self.seconds and artifact not in self.reused:
@@ -268,9 +286,9 @@ class Exports:
             return target
         started = time.perf_counter()
         self.log(f"  making {artifact} ({kind}) ...")
-        if kind in ("saved_model", "xla_saved_model", "dynamic_saved_model"):
-            self.models.export(model, os.path.dirname(target), jit_compile=kind == "xla_saved_model",
-                               dynamic_length=kind == "dynamic_saved_model")
+        if kind in _SAVED_MODEL_KINDS:
+            self.models.export(model, os.path.dirname(target), jit_compile=kind.startswith("xla"),
+                               dynamic_length="dynamic" in kind)
         elif kind == "ort_optimized":
             peers.export_ort_optimized(self.models.get(model), target)
         elif kind == "ort_int8":

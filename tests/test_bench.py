@@ -130,6 +130,8 @@ def test_dynamic_batches_are_sorted_and_trimmed():
     fixed = make_batches(features, 2, dynamic=False)
     assert fixed.shapes == [(2, 6), (2, 6), (1, 6)] and fixed.distinct_shape_batches() == [0, 2]
     assert [list(i) for i in fixed.indices] == [[0, 1], [2, 3], [4]]
+    # XLA's buckets: widths rounded up to a multiple, never beyond N.
+    assert make_batches(features, 2, dynamic=True, length_multiple=4).shapes == [(2, 4), (2, 6), (1, 6)]
 
 
 def test_select_variants():

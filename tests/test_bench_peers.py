@@ -114,12 +114,16 @@ def test_bench_runs_the_peers_and_compares_against_them(tmp_path):
         run, out=str(tmp_path / "out"), examples=(SENTENCES, LABELS), tokenizer=tiny_tokenizer(),
         batch_sizes=[1, 4], repeats=1, export_dir=str(tmp_path / "exports"), command="test", log=lambda _: None,
         variants="peer-ort-dynamic:ort_optimized,peer-ort-int8-dynamic:ort_int8,peer-hf-dynamic:torch_eager,"
-                 "bert-dynamic:keras,power:saved_model,power:tflite_int8,bert-padded:tflite_int8")
+                 "bert-dynamic:keras,power:saved_model,power:tflite_int8,bert-padded:tflite_int8,"
+                 "power-dynamic:xla,power-dynamic:tflite")
     rows = {(r["variant"], r["batch_size"]): r for r in report["rows"]}
     # Same weights, so the float32 peers agree with our BERT on every sentence's class.
     for peer in ("peer-ort-dynamic:ort_optimized", "peer-hf-dynamic:torch_eager"):
         assert rows[(peer, 4)]["accuracy"] == rows[("bert-dynamic:keras", 4)]["accuracy"]
     assert report["references"]["peer"] == "peer-ort-dynamic:ort_optimized"
+    # Padding to XLA's width buckets or to N changes no answer.
+    for variant in ("power-dynamic:xla", "power-dynamic:tflite"):
+        assert rows[(variant, 4)]["accuracy"] == rows[("power:saved_model", 4)]["accuracy"], variant
     assert report["fused_operators"]["bert.ort-optimized.onnx"]["Attention"] == 3
     deployments = {(r["batch_size"], r["deployment"]) for r in report["peer_comparison"]}
     assert (4, "best PoWER-BERT int8") in deployments and (1, "PoWER-BERT SavedModel") in deployments
