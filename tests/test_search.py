@@ -194,3 +194,13 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     np.testing.assert_allclose(retention_values(resumed), retention_values(reference), atol=1e-5)
     for a, b in zip(resumed.model.weights, reference.model.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+
+
+def test_batches_of_many_widths_do_not_retrace_every_width():
+    # Relative retention searches on length-bucketed batches: one trace per width would cost
+    # seconds each on a real model.
+    search = make_search(total_steps=9)
+    x, y = batches(1)[0]
+    for width in range(4, N + 1):
+        search.train_step({k: v[:, :width] for k, v in x.items()}, y)
+    assert search._step.experimental_get_tracing_count() <= 3

@@ -39,7 +39,9 @@ class ConfigurationSearch:
                 WarmupLinearDecay(lr_soft, total_steps, warmup_fraction))
             self.bert_optimizer.build(self.bert_variables)
             self.soft_optimizer.build(self.retention_variables)
-        self._step = tf.function(self._distributed_step)
+        # Length-bucketed batches (relative retention) come in many widths: after the first few
+        # traces TF generalises to (batch, None) instead of tracing every width again.
+        self._step = tf.function(self._distributed_step, reduce_retracing=True)
 
     def penalty(self):
         return mass_penalty(self.model.encoder.retention_masses(), self.lam)
