@@ -33,9 +33,12 @@ def profile(saved_model_dir, length, batch, runs=20, seed=0):
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         meta = tf.compat.v1.saved_model.load(session, ["serve"], saved_model_dir)
         signature = meta.signature_def[SERVING_SIGNATURE]
+        width = signature.inputs["input_ids"].tensor_shape.dim[1].size
+        if width not in (-1, length):
+            raise ValueError(f"{saved_model_dir} takes inputs of length {width} only (exported at fixed N); "
+                             f"profile it with --length {width}, or export with --dynamic-length")
         rng = np.random.default_rng(seed)
-        ids = rng.integers(1000, 5000, (batch, length)).astype(np.int32)
-        ids[:, 0] = 101
+        ids = rng.integers(5, _vocab_size(saved_model_dir), (batch, length)).astype(np.int32)
         values = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         feeds = {signature.inputs[name].name: values[name] for name in signature.inputs}
         fetches = {name: info.name for name, info in signature.outputs.items()}
@@ -64,6 +67,15 @@ def profile(saved_model_dir, length, batch, runs=20, seed=0):
             plain.append(1000 * (time.perf_counter() - started))
     return {"ops": nodes, "call_ms": float(np.median(plain)), "traced_call_ms": float(np.median(calls)),
             "by_type": {op: ms / runs for op, ms in by_type.most_common()}}
+
+
+def _vocab_size(saved_model_dir):
+    """Lines of the export's `assets/vocab.txt` (the ids the model accepts), capped at 30,522."""
+    path = os.path.join(saved_model_dir, "assets", "vocab.txt")
+    if not os.path.isfile(path):
+        return 30522
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return min(sum(1 for _ in f), 30522)
 
 
 def markdown(results, length, batch, command):
@@ -98,14 +110,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:  # TF already ran something in this process: keep its settings
+        pass
     results = {}
     for spec in args.versions:
         name, sep, path = spec.partition("=")
         if not sep or not os.path.isdir(path):
             parser.error(f"{spec!r}: expected NAME=VERSION_DIR with an existing directory")
-        results[name] = profile(path, args.length, args.batch, args.runs)
+        try:
+            results[name] = profile(path, args.length, args.batch, args.runs)
+        except ValueError as err:
+            parser.error(str(err))
     text = markdown(results, args.length, args.batch,
                     " ".join(["python -m benchmarks.profile_ops"] + list(sys.argv[1:] if argv is None else argv)))
     print(text)
