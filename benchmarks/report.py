@@ -69,7 +69,9 @@ def markdown(report):
         f"and LiteRT {report['threads']['requested']} (onnxruntime spinning off).",
         f"- Data: {report['n_examples']} {report['split']} sentences ({report['data']}); "
         f"{report['repeats']} repeats; batch sizes {', '.join(map(str, report['batch_sizes']))}.",
-        f"- Retention l_j = {report['retention']}; FLOP bound L*N/sum(l_j) = {_f(report['flop_bound'])}x.",
+        f"- Retention l_j = {report['retention']}"
+        + (" (length-relative: input i keeps ceil(l_j*n_i/N))" if report.get("relative_retention") else "")
+        + f"; FLOP bound L*N/sum(l_j) = {_f(report['flop_bound'])}x.",
         f"- Speedup references: " + ", ".join(f"({k}) `{v}`" for k, v in refs.items()) + ".", ""]
     metric = report["metric"]
     other = metric != "accuracy"  # e.g. MRPC's F1, shown next to accuracy
@@ -128,12 +130,15 @@ def markdown(report):
                          f"{_f(x['breakeven_batches'], 'd')} | {_f(x['breakeven_passes'], '.1f')} |")
         lines.append("")
     if report["length_aware"]:
+        how = ("`power-dynamic` is length-relative: input i keeps ceil(l_j*n_i/N) of its own n_i "
+               "real tokens in layer j, whatever the padding, so its answers equal those at N."
+               if report.get("relative_retention") else
+               "`power-dynamic` keeps min(l_j, T) word vectors in layer j: the same real tokens as "
+               "at N, since padding ranks last and never acts on real tokens. `power-la-dynamic` "
+               "(length-aware) keeps ceil(l_j*T/N).")
         lines += ["## PoWER-BERT on dynamic padding (item 6)", "",
-                  "Batches sorted by length and padded to their longest, T. `power-dynamic` keeps "
-                  "min(l_j, T) word vectors in layer j: the same real tokens as at N, since padding "
-                  "ranks last and never acts on real tokens. `power-la-dynamic` (length-aware) keeps "
-                  "ceil(l_j*T/N). Accuracy cost = accuracy minus that of BERT with dynamic padding "
-                  "(item 2), in points.", "",
+                  f"Batches sorted by length and padded to their longest, T. {how} Accuracy cost = "
+                  "accuracy minus that of BERT with dynamic padding (item 2), in points.", "",
                   "| batch | variant | accuracy % | BERT dynamic % | cost (points) | PoWER at N % "
                   "| x vs 2 | x vs 1 |", "|---|---|---|---|---|---|---|---|"]
         for x in report["length_aware"]:
