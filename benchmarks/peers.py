@@ -15,7 +15,9 @@ raises `PeerUnavailable` (a `ConversionError`), so the benchmark skips the varia
 """
 
 import json
+import logging
 import os
+import warnings
 
 import numpy as np
 
@@ -102,8 +104,10 @@ def export_ort_optimized(model, target):
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
     raw = target + ".raw.onnx"
     os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    with torch.inference_mode():
-        # The TorchScript exporter: the optimizer's BERT fusions match its graphs.
+    with torch.inference_mode(), warnings.catch_warnings():
+        # The TorchScript exporter: the optimizer's BERT fusions match its graphs. Its tracer
+        # warnings (deprecation, Python booleans of shapes) concern code paths BERT does not take.
+        warnings.simplefilter("ignore")
         torch.onnx.export(hf, example, raw, input_names=list(INPUT_NAMES), output_names=["logits"],
                           dynamic_axes={**axes, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
     optimized = optimizer.optimize_model(raw, model_type="bert", num_heads=c.num_attention_heads,
@@ -127,8 +131,14 @@ def quantize_int8(source, target):
 
     # Shape inference does not type the outputs of the fused com.microsoft operators; they are
     # float32, which is what DefaultTensorType tells the quantizer.
-    quantize_dynamic(source, target, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process concerns static quantization
+    try:
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
     if os.path.exists(fused_operators_path(source)):
         with open(fused_operators_path(source)) as f:
             fused = json.load(f)
