@@ -235,3 +235,20 @@ def test_export_run_of_a_trained_model_in_a_fresh_process(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith(os.path.join("models", "1"))
     assert read_metadata(done.stdout.strip())["label_names"] == ["negative", "positive"]
+
+
+def test_cli_export_writes_a_dynamic_tflite_beside_the_saved_model(tmp_path, capsys):
+    from powerbert_cli.main import main
+    from training.config import resolve_config
+    from training.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.start(resolve_config("sst2", "quick", max_length=TINY_N))
+    os.makedirs(run.step_dir("finetune"))
+    tiny_classifier(retention=None).save(run.model_path("finetune"))
+    base = tmp_path / "models"
+    assert main(["export", str(run.path), "--base", str(base), "--dynamic-length", "--tflite", "int8"]) in (0, None)
+    version = base / "1"
+    assert os.path.isfile(version / "model.tflite") and os.path.isfile(version / "saved_model.pb")
+    metadata = read_metadata(str(version))
+    assert metadata["tflite"] == "int8" and metadata["dynamic_length"] is True
