@@ -23,6 +23,7 @@ import numpy as np
 
 from powerbert_tf.checkpoints.huggingface import hf_state_dict
 from powerbert_tf.encoder import INPUT_NAMES
+from serving.convert import onnx_session
 from serving.signature_inputs import ConversionError
 
 PEER_KINDS = ("ort_optimized", "ort_int8")
@@ -157,13 +158,7 @@ def read_fused_operators(onnx_path):
 
 def ort_runner(path, threads):
     """Batch dict of int32 arrays -> logits, by an onnxruntime session on a peer graph (int64 ids)."""
-    ort = _import("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # Spinning threads steal the CPU from the other variants of an interleaved benchmark.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path, threads)
 
     def run(batch):
         return session.run(None, {name: batch[name].astype(np.int64) for name in INPUT_NAMES})[0]

@@ -206,25 +206,30 @@ def _saved_model_runner(path, signature):
                   sig_def.inputs, sig_def.outputs)
 
 
-def _tflite_runner(path, signature, num_threads):
+def load_tflite_interpreter(path, num_threads=None):
+    """A LiteRT interpreter for a `.tflite` file (`tf.lite.Interpreter` without `ai-edge-litert`).
+
+    Raises:
+        ConversionError: the file is not a readable TFLite model.
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # tf.lite.Interpreter works too but is deprecated
         import tensorflow as tf
         Interpreter = tf.lite.Interpreter
     try:
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        return Interpreter(model_path=path, num_threads=num_threads)
     except ValueError as err:
         raise ConversionError(f"{path} is not a readable TFLite model: {err}") from None
-    signatures = interpreter.get_signature_list()
-    if signature not in signatures:
-        raise ConversionError(f"{path} has no signature {signature!r}; it has {sorted(signatures)}")
-    runner = interpreter.get_signature_runner(signature)
-    return Runner("tflite", lambda x: runner(**x), signatures[signature]["inputs"],
-                  signatures[signature]["outputs"])
 
 
-def _onnx_runner(path, signature, num_threads):
+def onnx_session(path, num_threads=None):
+    """An onnxruntime CPU session with `num_threads` intra-op threads and spinning off (spinning
+    threads steal the CPU from whatever else runs, e.g. the other variants of a benchmark).
+
+    Raises:
+        ConversionError: onnxruntime is missing or the file is not a readable ONNX model.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -234,9 +239,23 @@ def _onnx_runner(path, signature, num_threads):
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime's InvalidProtobuf / Fail
         raise ConversionError(f"{path} is not a readable ONNX model: {err}") from None
+
+
+def _tflite_runner(path, signature, num_threads):
+    interpreter = load_tflite_interpreter(path, num_threads)
+    signatures = interpreter.get_signature_list()
+    if signature not in signatures:
+        raise ConversionError(f"{path} has no signature {signature!r}; it has {sorted(signatures)}")
+    runner = interpreter.get_signature_runner(signature)
+    return Runner("tflite", lambda x: runner(**x), signatures[signature]["inputs"],
+                  signatures[signature]["outputs"])
+
+
+def _onnx_runner(path, signature, num_threads):
+    session = onnx_session(path, num_threads)
     names = [o.name for o in session.get_outputs()]
     return Runner("onnx", lambda x: dict(zip(names, session.run(names, x))),
                   [i.name for i in session.get_inputs()], names)

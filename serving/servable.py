@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 
+from serving.convert import load_tflite_interpreter
 from serving.errors import INVALID_ARGUMENT, ServingError, describe_exception
 from serving.savedmodel import SERVING_SIGNATURE, TFLITE_FILE, import_tf_text, read_saved_model
 
@@ -120,12 +121,7 @@ def _signature(name, fn):
 def _tflite_signature(path):
     """`Signature` of a TFLite file's `serving_default`, run by LiteRT (one call at a time: an
     interpreter is not thread-safe)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # tf.lite.Interpreter works too but is deprecated
-        Interpreter = tf.lite.Interpreter
-    interpreter = Interpreter(model_path=path)
-    runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
+    runner = load_tflite_interpreter(path).get_signature_runner(SERVING_SIGNATURE)
     lock = threading.Lock()
 
     def specs(details):

@@ -6,7 +6,7 @@ import re
 import numpy as np
 
 from powerbert_tf.checkpoints.errors import CheckpointError
-from powerbert_tf.checkpoints.variable_names import assign_weights
+from powerbert_tf.checkpoints.variable_names import assign_weights, google_variable_map
 
 _PREFIXES = ("bert.", "model.")
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
@@ -76,8 +76,6 @@ def google_to_hf_name(google_name):
 def hf_state_dict(encoder, prefix="bert."):
     """Dict HF tensor name -> float32 array of a `PowerBertEncoder`'s weights (`nn.Linear`
     weights as (out, in)), the names `BertModel` (or, with `prefix`, `BertFor*`) loads."""
-    from powerbert_tf.checkpoints.variable_names import google_variable_map
-
     tensors = {}
     for google_name, variable in google_variable_map(encoder).items():
         name, transpose = google_to_hf_name(google_name)

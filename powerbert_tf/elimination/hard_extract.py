@@ -45,11 +45,11 @@ class HardExtract(keras.layers.Layer):
             k = tf.minimum(keep, tf.shape(hidden)[1])
         keys = ranking.ranking_keys(scores, attention_mask)
         if budget is None:
-            positions = ranking.kept_positions(keys, k)
-            kept_mask = tf.gather(attention_mask, positions, batch_dims=1)
+            positions, within = ranking.kept_positions(keys, k), None
         else:
             positions, within = ranking.kept_positions_within_budget(keys, k, budget)
-            kept_mask = tf.gather(attention_mask, positions, batch_dims=1)
+        kept_mask = tf.gather(attention_mask, positions, batch_dims=1)
+        if within is not None:
             kept_mask = tf.where(within, kept_mask, tf.zeros_like(kept_mask))
         return tf.gather(hidden, positions, batch_dims=1), kept_mask, positions
 
