@@ -1,4 +1,4 @@
-"""`powerbert` command line: train, export, convert, serve, bench.
+"""`powerbert` command line: train, import, export, convert, serve, predict, bench.
 
 The top of the import order: the only module that imports every package (`powerbert_tf`,
 `training`, `serving`, `benchmarks`). Sub-commands import their package when they run, so
@@ -104,6 +104,8 @@ def build_parser():
     from benchmarks.cli import add_bench_parser
 
     from powerbert_cli.demo import add_demo_parser
+    from powerbert_cli.import_model import add_import_parser
+    from serving.batch_predict import add_predict_parser
 
     summarize = commands.add_parser(
         "summarize", help="mean +- std of finished runs that differ only in their seed",
@@ -116,6 +118,8 @@ def build_parser():
     add_serve_parser(commands)
     add_bench_parser(commands)
     add_demo_parser(commands)
+    add_import_parser(commands)
+    add_predict_parser(commands)
     return parser
 
 
@@ -197,6 +201,18 @@ def summarize_command(args):
             json.dump(dict(result, runs_read=list(args.runs)), f, indent=2)
 
 
+def import_command(args):
+    from powerbert_cli.import_model import import_main
+
+    return import_main(args)
+
+
+def predict_command(args):
+    from serving.batch_predict import predict_main
+
+    return predict_main(args)
+
+
 def demo_command(args):
     from powerbert_cli.demo import demo_main
 
@@ -205,7 +221,7 @@ def demo_command(args):
 
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
              "serve": serve_command, "bench": bench_command, "demo": demo_command,
-             "summarize": summarize_command}
+             "summarize": summarize_command, "import": import_command, "predict": predict_command}
 
 
 def main(argv=None, quiet_native_log=False):

@@ -77,6 +77,47 @@ class PowerBertClassifier(keras.Model):
         return model
 
     @classmethod
+    def from_bert_weights(cls, weights, num_classes=None, dropout=0.1, **mode):
+        """Classifier from a `BertWeights` (any import format), checked first.
+
+        The head is the weights' head when they have one (then `num_classes`, if given, must
+        match it), else a new random head of `num_classes` (default 2). `mode`: the encoder's
+        elimination arguments.
+
+        Raises:
+            CheckpointError: a missing, extra or mis-shaped variable (named), or a head of another
+                width than `num_classes`.
+        """
+        from powerbert_tf.checkpoints.errors import CheckpointError
+        from powerbert_tf.checkpoints.variable_names import assign_weights
+        from powerbert_tf.loading import build_encoder
+
+        weights.check()
+        if weights.has_head and num_classes not in (None, weights.num_classes):
+            raise CheckpointError(f"{weights.source}: its classifier head has {weights.num_classes} "
+                                  f"outputs, the task needs {num_classes}")
+        encoder = build_encoder(weights.config, **mode)
+        assign_weights(encoder, weights.tensors, source=weights.source)
+        model = cls(encoder, num_classes=weights.num_classes or num_classes or 2, dropout=dropout)
+        model.build()
+        if weights.has_head:
+            model.head.set_weights([weights.head_kernel, weights.head_bias])
+        return model
+
+    def bert_weights(self, vocab=None, lower_case=None, label_names=None):
+        """This classifier's weights (encoder under Google's names, and the head) as a
+        `BertWeights`, what every export format writes."""
+        from powerbert_tf.checkpoints.bert_weights import BertWeights
+        from powerbert_tf.checkpoints.variable_names import google_variable_map
+
+        kernel, bias = (w.astype("float32") for w in self.head.get_weights())
+        tensors = {n: v.numpy().astype("float32") for n, v in google_variable_map(self.encoder).items()}
+        return BertWeights(self.encoder.bert_config, tensors, kernel, bias,
+                           vocab=None if vocab is None else tuple(vocab), lower_case=lower_case,
+                           label_names=None if label_names is None else tuple(label_names),
+                           source=f"classifier {self.name!r}")
+
+    @classmethod
     def from_pretrained(cls, name_or_path, num_classes=2, dropout=0.1, **encoder_kwargs):
         """Classifier on a pretrained encoder (`load_encoder` arguments), with a new random head."""
         from powerbert_tf.loading import load_encoder

@@ -49,6 +49,31 @@ def google_variable_map(encoder):
     return names
 
 
+def expected_shapes(config):
+    """Dict Google name -> shape of every pretrained weight of a BERT with `config`, in the order
+    of `google_variable_map` (no model is built)."""
+    h, i = config.hidden_size, config.intermediate_size
+    shapes = {
+        "bert/embeddings/word_embeddings": (config.vocab_size, h),
+        "bert/embeddings/position_embeddings": (config.max_position_embeddings, h),
+        "bert/embeddings/token_type_embeddings": (config.type_vocab_size, h),
+        "bert/embeddings/LayerNorm/gamma": (h,),
+        "bert/embeddings/LayerNorm/beta": (h,),
+        "bert/pooler/dense/kernel": (h, h),
+        "bert/pooler/dense/bias": (h,),
+    }
+    dense = {"intermediate": (h, i), "output_dense": (i, h)}
+    for j in range(config.num_hidden_layers):
+        for ours, theirs in _LAYER_PARTS.items():
+            prefix = f"bert/encoder/layer_{j}/{theirs}"
+            if theirs.endswith("LayerNorm"):
+                shapes[f"{prefix}/gamma"] = shapes[f"{prefix}/beta"] = (h,)
+            else:
+                kernel = dense.get(ours, (h, h))
+                shapes[f"{prefix}/kernel"], shapes[f"{prefix}/bias"] = kernel, (kernel[1],)
+    return shapes
+
+
 def assign_weights(encoder, tensors, source):
     """Copy `tensors` (Google name -> array) into `encoder`, checking every name and shape.
 
