@@ -62,3 +62,24 @@ def random_inputs(batch, length, vocab_size=TINY.vocab_size, seed=0, padding="ri
     ids = ids * mask
     types = np.zeros_like(ids)
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+MODELGARDEN_PYTHON_VAR = "POWERBERT_MODELGARDEN_PYTHON"
+
+
+@pytest.fixture(scope="session")
+def modelgarden_python():
+    """The Python of the Model Garden environment (`make modelgarden-env`), from
+    $POWERBERT_MODELGARDEN_PYTHON (the Makefile sets it).
+
+    Skipped when it is missing on a developer's machine; under `CI=true` a missing environment
+    fails, as for the data directory: CI builds it and must run these tests.
+    """
+    path = os.environ.get(MODELGARDEN_PYTHON_VAR)
+    if not path or not os.path.isfile(path):
+        message = (f"{MODELGARDEN_PYTHON_VAR}={path!r} is not a Python; build the environment with "
+                   f"`make modelgarden-env`")
+        if running_in_ci():
+            pytest.fail(f"{message}. CI=true: the Model Garden tests must run in CI, not skip", pytrace=False)
+        pytest.skip(message)
+    return path
