@@ -6,7 +6,6 @@ one, so each format's module maps only its own names to and from Google's, and t
 """
 
 import dataclasses
-import json
 import os
 from typing import Dict, Optional, Tuple
 
@@ -89,27 +88,9 @@ class BertWeights:
                                   f"embeddings {self.config.vocab_size} rows")
         return self
 
-    def write_pretrained_dir(self, directory):
-        """Write `directory` as a Google BERT checkpoint directory `load_encoder` and
-        `load_tokenizer` read: `bert_model.ckpt.*`, `bert_config.json`, `vocab.txt` and
-        `tokenizer_config.json` (do_lower_case). Needs `vocab`."""
-        import tensorflow as tf
-
-        from powerbert_tf.checkpoints.google import CHECKPOINT_PREFIX
-
-        if self.vocab is None:
-            raise CheckpointError(f"{self.source}: no vocabulary; pass the vocab.txt it was trained with")
-        os.makedirs(directory, exist_ok=True)
-        names = sorted(self.tensors)
-        tf.raw_ops.SaveV2(prefix=os.path.join(directory, CHECKPOINT_PREFIX), tensor_names=names,
-                          shape_and_slices=[""] * len(names),
-                          tensors=[tf.constant(self.tensors[n], tf.float32) for n in names])
-        with open(os.path.join(directory, "bert_config.json"), "w") as f:
-            json.dump(self.config.to_dict(), f, indent=2)
-        write_vocab(os.path.join(directory, VOCAB_FILE), self.vocab)
-        with open(os.path.join(directory, LOWER_CASE_FILE), "w") as f:
-            json.dump({"do_lower_case": True if self.lower_case is None else bool(self.lower_case)}, f)
-        return directory
+    def without_head(self):
+        """The same encoder weights without the classifier head (what a pretrained directory holds)."""
+        return dataclasses.replace(self, head_kernel=None, head_bias=None, label_names=None)
 
 
 def read_vocab(path):
@@ -123,3 +104,12 @@ def read_vocab(path):
 def write_vocab(path, vocab):
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(token + "\n" for token in vocab)
+
+
+def write_tokenizer_files(directory, weights):
+    """`vocab.txt` and `tokenizer_config.json` (do_lower_case, as HF writes it) of `weights`."""
+    import json
+
+    write_vocab(os.path.join(directory, VOCAB_FILE), weights.vocab)
+    with open(os.path.join(directory, LOWER_CASE_FILE), "w") as f:
+        json.dump({"do_lower_case": True if weights.lower_case is None else bool(weights.lower_case)}, f)

@@ -24,7 +24,7 @@ import re
 import numpy as np
 
 from powerbert_tf.bert_config import BertConfig
-from powerbert_tf.checkpoints.bert_weights import BertWeights, read_vocab
+from powerbert_tf.checkpoints.bert_weights import BertWeights, read_vocab, write_tokenizer_files
 from powerbert_tf.checkpoints.errors import CheckpointError
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -260,9 +260,7 @@ def save_model_garden_checkpoint(weights: BertWeights, directory):
     with open(os.path.join(directory, "bert_config.json"), "w") as f:
         json.dump(model_garden_config(weights.config), f, indent=2)
     if weights.vocab is not None:
-        from powerbert_tf.checkpoints.bert_weights import write_vocab
-
-        write_vocab(os.path.join(directory, "vocab.txt"), weights.vocab)
+        write_tokenizer_files(directory, weights)
     return prefix
 
 
