@@ -51,6 +51,7 @@ def test_rte_matches_reader(rte, data_dir):
     assert [r["text_b"].decode() for r in rows] == expected.text_b
     assert [int(r["label"]) for r in rows] == expected.labels.tolist()
     assert [int(r["idx"]) for r in rows] == list(range(277))
+    assert [int(r["line"]) for r in rows] == expected.lines.tolist()
 
 
 def test_unlabelled_test_split_has_label_minus_one(rte):

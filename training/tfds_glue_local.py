@@ -13,8 +13,10 @@ parsing and checking are the same as for `read_split`.
         download_config=tfds.download.DownloadConfig(manual_dir="/path/to/shared/data"))
     dev = builder.as_dataset(split="validation")
 
-Do not use tfds's own `glue`: offline, `tfds.load("glue/...")` retries the download for
-minutes before failing.
+The pipeline reads the built-in tasks through this builder with
+`training.task_source.load_examples(..., source="local")`. tfds's own `glue` needs the internet:
+offline, `tfds.load("glue/...")` retries the download for minutes before failing;
+`load_examples(..., source="tfds")` checks the download host first and fails within seconds.
 """
 
 import numpy as np
@@ -24,22 +26,26 @@ from training import data
 from training.tasks import TaskSpec, get_task, task_names
 
 # tfds's split names for the project's splits.
-_TFDS_SPLITS = {"train": tfds.Split.TRAIN, "dev": tfds.Split.VALIDATION, "test": tfds.Split.TEST}
+TFDS_SPLITS = {"train": tfds.Split.TRAIN, "dev": tfds.Split.VALIDATION, "test": tfds.Split.TEST}
 # tfds's GLUE convention for the labels of unlabelled test files.
-_NO_LABEL = -1
+NO_LABEL = -1
 
 
 class PowerbertGlueLocal(tfds.core.GeneratorBasedBuilder):
     """The PoWER-BERT tasks (GLUE subset and IMDB) from local files.
 
     Features: `text`, `text_b` (sentence-pair tasks only), `label` (ClassLabel with the task's
-    label names, or float32 score for stsb; -1 for unlabelled GLUE test rows) and `idx` (the
-    position in the split). Examples keep file order. Splits whose file is missing from
+    label names, or float32 score for stsb; -1 for unlabelled GLUE test rows), `idx` (the
+    position in the split) and `line` (the example's line in its file, as
+    `training.data.Examples.lines`). Examples keep file order. Splits whose file is missing from
     `manual_dir` are left out (the shared QNLI copy is dev only).
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Add `line`: the example's line in its file, for tracing a row back.",
+    }
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name=name, description=f"PoWER-BERT task {name!r}.")
         for name in task_names()
@@ -65,6 +71,7 @@ class PowerbertGlueLocal(tfds.core.GeneratorBasedBuilder):
         else:
             features["label"] = tfds.features.ClassLabel(names=list(task.label_names))
         features["idx"] = tfds.features.Scalar(dtype=np.int32)
+        features["line"] = tfds.features.Scalar(dtype=np.int64)
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"PoWER-BERT task {task.name} read from local files ({task.directory}).",
@@ -80,14 +87,14 @@ class PowerbertGlueLocal(tfds.core.GeneratorBasedBuilder):
             expected = [str(data.split_path(task, s, root)) for s in task.splits]
             raise data.MissingDataError(
                 f"no file of task {task.name!r} under manual_dir; expected any of {expected}")
-        return {_TFDS_SPLITS[s]: self._generate_examples(task, s, root) for s in present}
+        return {TFDS_SPLITS[s]: self._generate_examples(task, s, root) for s in present}
 
     def _generate_examples(self, task: TaskSpec, split: str, root):
         examples = data.read_split(task, split, root)
         for i in range(len(examples)):
-            example = {"text": examples.text[i], "idx": i}
+            example = {"text": examples.text[i], "idx": i, "line": examples.lines[i].item()}
             if examples.text_b is not None:
                 example["text_b"] = examples.text_b[i]
-            example["label"] = (_NO_LABEL if examples.labels is None
+            example["label"] = (NO_LABEL if examples.labels is None
                                 else examples.labels[i].item())
             yield i, example
