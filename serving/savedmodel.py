@@ -99,9 +99,14 @@ def non_core_ops(path):
     """
     import tensorflow as tf
 
+    return sorted(op for op in op_types(path) if not hasattr(tf.raw_ops, op))
+
+
+def op_types(path):
+    """The set of op types in the SavedModel's graphs and their function library."""
     ops = set()
     for graph in read_saved_model(path).meta_graphs:
         ops.update(node.op for node in graph.graph_def.node)
         for function in graph.graph_def.library.function:
             ops.update(node.op for node in function.node_def)
-    return sorted(op for op in ops if not hasattr(tf.raw_ops, op))
+    return ops
