@@ -18,10 +18,10 @@ def export_run(source, base, version=None, *, init=None, task=None, max_length=N
                dynamic_length=False, tflite=None):
     """Export a run directory's final model (re-trained, else fine-tuned) or a `.keras` file.
 
-    A run directory supplies the task, N and the pretrained vocabulary from its `config.json`;
-    a `max_length` other than the run's N is refused (the model was trained at that N). For a
-    bare `.keras` file pass `task` and `init`; N defaults to the model's own (hard or soft
-    extract), else the task's.
+    A run directory supplies its task (`task.json`: a user task's labels and names too), N and the
+    pretrained vocabulary (`config.json`); a `max_length` other than the run's N is refused (the
+    model was trained at that N). For a bare `.keras` file pass `task` (a built-in task's name)
+    and `init`; N defaults to the model's own (hard or soft extract), else the task's.
 
     Returns:
         the written version directory.
@@ -37,14 +37,15 @@ def export_run(source, base, version=None, *, init=None, task=None, max_length=N
             raise ExportError(f"{source} was trained at N={config.max_length}; it cannot be exported with "
                               f"--max-length {max_length} (omit --max-length)")
         model = run.load_checked_model(step, retention)
-        task, init, max_length = task or config.task, init or config.init, config.max_length
+        spec = get_task(task) if task else run.read_task()
+        init, max_length = init or config.init, config.max_length
     elif source.endswith(".keras") and os.path.isfile(source):
         if task is None or init is None:
             raise ExportError("exporting a .keras file needs --task and --init (for labels and vocabulary)")
         model = keras.saving.load_model(source, compile=False)  # inference only: no optimizer
+        spec = get_task(task)
     else:
         raise ExportError(f"{source} is neither a run directory nor a .keras file")
-    spec = get_task(task)
     if max_length is None and model.encoder.elimination == "none":
         max_length = spec.max_length
     return export_saved_model(

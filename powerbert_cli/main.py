@@ -9,8 +9,8 @@ import argparse
 import sys
 
 from powerbert_cli.quiet_tensorflow import import_tensorflow_quietly
+from powerbert_cli.task_args import add_task_arguments, task_from_args
 from training.config import PRESETS, STEPS, resolve_config
-from training.tasks import task_names
 
 _OVERRIDES = [
     # (flag, config field, type, help)
@@ -44,12 +44,14 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train", help="fine-tune, search a retention configuration, re-train (resumable)",
-        description="Run the three PoWER-BERT steps into a run directory. Re-running the same "
+        description="Run the three PoWER-BERT steps into a run directory, on a built-in task "
+                    "(--task) or your own files (--train, --dev, ...). Re-running the same "
                     "command resumes: completed steps are skipped and an interrupted step continues "
                     "from its last checkpoint. Defaults come from the task's row of Table 1 of the "
-                    "paper, then the preset, then these flags.",
+                    "paper (your own data: SST-2's row with N=128, batch 32), then the preset, then "
+                    "these flags.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--task", required=True, help=f"one of {', '.join(task_names())}")
+    add_task_arguments(train)
     train.add_argument("--init", default="minilm-l6",
                        help="pretrained encoder: preset name, Hugging Face or Google BERT directory")
     train.add_argument("--out", required=True, help="run directory (created; reused to resume)")
@@ -123,7 +125,7 @@ def build_parser():
     return parser
 
 
-def _config_from_args(args):
+def _config_from_args(args, task):
     overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in _OVERRIDES}
     if args.no_bucket:
         overrides["bucket_finetune"] = False
@@ -136,7 +138,7 @@ def _config_from_args(args):
             overrides["retention"] = tuple(int(v) for v in args.retention.split(","))
         except ValueError:
             raise ValueError(f"--retention must be comma-separated integers, got {args.retention!r}")
-    return resolve_config(args.task, args.preset, init=args.init, **overrides)
+    return resolve_config(task, args.preset, init=args.init, **overrides)
 
 
 def train_command(args):
@@ -144,9 +146,10 @@ def train_command(args):
 
     from training.pipeline import Pipeline, format_summary
 
+    task = task_from_args(args, run_dir=args.out)
     strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" else None
-    pipeline = Pipeline(_config_from_args(args), args.out, data_dir=args.data_dir, strategy=strategy,
-                        verbose=2 if args.quiet else 1)
+    pipeline = Pipeline(_config_from_args(args, task), args.out, data_dir=args.data_dir, task=task,
+                        strategy=strategy, verbose=2 if args.quiet else 1)
     summary = pipeline.run(STEPS if args.step == "all" else (args.step,))
     print(format_summary(summary))
 
@@ -207,6 +210,12 @@ def import_command(args):
     return import_main(args)
 
 
+def export_weights_command(args):
+    from powerbert_cli.import_model import export_weights_main
+
+    return export_weights_main(args)
+
+
 def predict_command(args):
     from serving.batch_predict import predict_main
 
@@ -221,7 +230,8 @@ def demo_command(args):
 
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
              "serve": serve_command, "bench": bench_command, "demo": demo_command,
-             "summarize": summarize_command, "import": import_command, "predict": predict_command}
+             "summarize": summarize_command, "import": import_command, "predict": predict_command,
+             "export-weights": export_weights_command}
 
 
 def main(argv=None, quiet_native_log=False):

@@ -1,4 +1,4 @@
-"""Readers for the task files: GLUE TSVs, the IMDB CSVs and user TSV/CSV files.
+"""Readers for the task files: GLUE TSVs, the IMDB CSVs and user TSV/CSV/JSON Lines files.
 
 Every reader returns plain Python/NumPy (`Examples`) and checks the whole file before returning,
 so bad data fails before any training starts. Errors are `DataError`s whose message starts with
@@ -9,14 +9,22 @@ Format facts the readers rely on (see shared/data/README.md):
 * Files are decoded as `utf-8-sig`, which drops the BOM that starts the MRPC files.
 * Texts are stripped: SST-2 sentences end with a space before the tab.
 * CSVs are strict RFC 4180 (the IMDB texts are quoted and contain `""`).
+* JSON Lines files hold one object per line; its keys are the columns. Their values keep their
+  JSON types, so a text must be a string and a score a number.
+
+All three formats go through one path: each row becomes a record `{column: value}` (`_records`),
+and the same checks run on the records.
 """
 
+import contextlib
 import csv
 import dataclasses
+import itertools
+import json
 import math
 import os
 import pathlib
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -157,19 +165,18 @@ def holdout_indices(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.
 
 
 def distinct_labels(path: PathLike, label_column: str, file_format: str) -> Tuple[str, ...]:
-    """The distinct values of `label_column` in a headed file, sorted numerically when they are
-    all integers, else alphabetically.
+    """The distinct labels of `label_column` in a headed file (or a JSON Lines file), as the
+    strings of `TaskSpec.label_values`, sorted numerically when they are all integers, else
+    alphabetically.
 
     Raises:
-        DataError: the file is missing, empty or malformed, or has fewer than two labels.
+        DataError: the file is missing, empty or malformed, a label is neither a string nor an
+            integer, the labels mix the two, or there are fewer than two labels.
     """
     path = pathlib.Path(path)
-    rows = _rows(path, file_format)
-    header_line, header = _header(path, rows)
-    (col,) = _column_indices(path, header_line, header, [label_column])
-    values = {_fields(path, line, fields, header)[col].strip() for line, fields in rows}
-    if not values:
-        raise EmptyFileError("file has a header but no data rows", path)
+    keys = _LabelKeys()
+    values = {keys.key(path, line, record[label_column])
+              for line, record in _records(path, file_format, [label_column])}
     if len(values) < 2:
         raise LabelError(f"column {label_column!r} has {len(values)} distinct label(s) "
                          f"{sorted(values)}; a classification task needs at least 2", path)
@@ -183,31 +190,21 @@ def _as_task(task: Union[str, TaskSpec]) -> TaskSpec:
 
 def _read_file(task: TaskSpec, split: str, path: pathlib.Path) -> Examples:
     """Parse and check every row of `path` as the `split` file of `task`."""
-    rows = _rows(path, task.file_format)
-    if split in task.headerless_splits:
-        header_line, header = 0, list(task.headerless_columns)
-    else:
-        header_line, header = _header(path, rows)
     labelled = split in task.labelled_splits
     wanted = [task.text_column] + ([task.pair_column] if task.is_pair else [])
     if labelled:
         wanted.append(task.label_column)
-    cols = _column_indices(path, header_line, header, wanted)
-    text_col, pair_col = cols[0], (cols[1] if task.is_pair else None)
+    headerless = task.headerless_columns if split in task.headerless_splits else None
     parse_label = _label_parser(task) if labelled else None
 
     text, text_b, labels, lines = [], [], [], []
-    for line, fields in rows:
-        fields = _fields(path, line, fields, header)
-        text.append(_text(path, line, fields, text_col, header))
-        if pair_col is not None:
-            text_b.append(_text(path, line, fields, pair_col, header))
+    for line, record in _records(path, task.file_format, wanted, headerless):
+        text.append(_text(path, line, record, task.text_column))
+        if task.is_pair:
+            text_b.append(_text(path, line, record, task.pair_column))
         if parse_label is not None:
-            labels.append(parse_label(path, line, fields[cols[-1]].strip()))
+            labels.append(parse_label(path, line, record[task.label_column]))
         lines.append(line)
-    if not text:
-        what = "has a header but no data rows" if header_line else "is empty"
-        raise EmptyFileError(f"file {what}", path)
     if parse_label is None:
         label_array = None
     else:
@@ -216,33 +213,101 @@ def _read_file(task: TaskSpec, split: str, path: pathlib.Path) -> Examples:
                     lines=np.asarray(lines, np.int64), path=str(path))
 
 
-def _rows(path: pathlib.Path, file_format: str) -> Iterator[Tuple[int, List[str]]]:
-    """An iterator of `(line number, fields)` over the non-blank rows of `path`.
+# One row of a file: {column: value}. Values are strings, except in JSON Lines files, where they
+# are the line's JSON values (str, int, float, bool, None, list or dict).
+Record = Dict[str, Any]
 
+
+def _records(path: pathlib.Path, file_format: str, wanted: Sequence[str],
+             headerless_columns: Optional[Sequence[str]] = None) -> Iterator[Tuple[int, Record]]:
+    """An iterator of `(line number, record)` over the non-blank rows of `path`, each checked to
+    have the `wanted` columns; at its end it raises `EmptyFileError` if there was no row.
+
+    `headerless_columns`: the column names of a TSV/CSV file without a header row.
     Not a generator itself, so a missing file is reported here, not at the first `next`.
     """
     if not path.is_file():
         raise MissingDataError("file does not exist" + _layout_hint(path), path)
-    return _iter_rows(path, file_format)
+    if file_format == "jsonl":
+        return _json_records(path, wanted)
+    return _delimited_records(path, file_format, wanted, headerless_columns)
 
 
-def _iter_rows(path: pathlib.Path, file_format: str) -> Iterator[Tuple[int, List[str]]]:
+def _delimited_records(path, file_format, wanted, headerless_columns) -> Iterator[Tuple[int, Record]]:
+    rows = _rows(path, file_format)
+    if headerless_columns is None:
+        header_line, header = _header(path, rows)
+        _require_columns(path, header_line, "header", header, wanted,
+                         hint=_format_hint(header, file_format))
+    else:
+        header_line, header = 0, list(headerless_columns)
+    found = False
+    for line, fields in rows:
+        found = True
+        yield line, dict(zip(header, _fields(path, line, fields, header)))
+    if not found:
+        what = "has a header but no data rows" if header_line else "is empty"
+        raise EmptyFileError(f"file {what}", path)
+
+
+def _json_records(path, wanted) -> Iterator[Tuple[int, Record]]:
+    found = False
+    with _utf8(path) as handle:
+        for line, raw in enumerate(handle, start=1):
+            if raw.strip():
+                record = _json_object(path, line, raw)
+                _require_columns(path, line, "the object", list(record), wanted)
+                found = True
+                yield line, record
+    if not found:
+        raise EmptyFileError("file is empty", path)
+
+
+@contextlib.contextmanager
+def _utf8(path: pathlib.Path, newline: Optional[str] = None):
+    """`path` opened as UTF-8 text without its BOM; a byte that is not UTF-8 raises a
+    `DataError` naming its line."""
+    with open(path, encoding="utf-8-sig", newline=newline) as handle:
+        try:
+            yield handle
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", path,
+                            _line_of_bad_byte(path)) from exc
+
+
+def _rows(path: pathlib.Path, file_format: str) -> Iterator[Tuple[int, List[str]]]:
+    """`(line number, fields)` of the non-blank rows of a TSV/CSV file; the line is the one the
+    row ends on (a quoted CSV text may span lines)."""
     if file_format == "tsv":
         options = dict(delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
         options = dict(strict=True)
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with _utf8(path, newline="") as handle:
         reader = csv.reader(handle, **options)
+        first_line = 1  # of the row being read: where a quote that breaks it was opened
         try:
             for fields in reader:
                 if fields:
                     yield reader.line_num, fields
+                first_line = reader.line_num + 1
         except csv.Error as exc:
-            raise MalformedRowError(f"not valid {file_format.upper()}: {exc}", path,
-                                    reader.line_num) from exc
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", path,
-                            _line_of_bad_byte(path)) from exc
+            raise _unparsable_row(path, file_format, first_line, exc) from exc
+
+
+def _unparsable_row(path, file_format, line, exc: csv.Error) -> MalformedRowError:
+    """The error for a row starting on `line` that the csv module cannot parse."""
+    shown = _excerpt(_physical_line(path, line))
+    if "unexpected end of data" in str(exc):
+        return MalformedRowError(
+            f'not valid CSV: the quoted text opened in {shown} is never closed; expected a closing '
+            f'" (a quote inside a quoted text is written "")', path, line)
+    return MalformedRowError(f"not valid {file_format.upper()}: {exc} in {shown}", path, line)
+
+
+def _physical_line(path: pathlib.Path, line: int) -> str:
+    """Line `line` (1-based) of `path` as text, without its line break."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        return next(itertools.islice(handle, line - 1, None), "").rstrip("\r\n")
 
 
 def _line_of_bad_byte(path: pathlib.Path) -> int:
@@ -273,13 +338,30 @@ def _header(path: pathlib.Path, rows: Iterator) -> Tuple[int, List[str]]:
     return line, [name.strip() for name in header]
 
 
-def _column_indices(path, header_line, header, names) -> List[int]:
-    missing = [name for name in names if name not in header]
+_LOOKS = {"tsv": "tab-separated", "csv": "comma-separated", "jsonl": "like JSON Lines"}
+
+
+def _format_hint(first_row: List[str], file_format: str) -> str:
+    """' (looks tab-separated: use .tsv or --format tsv)' when the fields a file's first row was
+    split into suggest another format than `file_format`, else ''."""
+    first = first_row[0].strip()
+    if first.startswith(("{", "[")):
+        looks = "jsonl"
+    elif len(first_row) == 1 and "\t" in first:
+        looks = "tsv"
+    elif len(first_row) == 1 and "," in first:
+        looks = "csv"
+    else:
+        return ""
+    return "" if looks == file_format else f" (looks {_LOOKS[looks]}: use .{looks} or --format {looks})"
+
+
+def _require_columns(path, line, what, present, wanted, hint="") -> None:
+    missing = [name for name in wanted if name not in present]
     if missing:
         raise MalformedRowError(
-            f"header has no column {', '.join(map(repr, missing))}; its columns are {header}",
-            path, header_line)
-    return [header.index(name) for name in names]
+            f"{what} has no column {', '.join(map(repr, missing))}; its columns are "
+            f"{list(present)}{hint}", path, line)
 
 
 def _fields(path, line, fields, header) -> List[str]:
@@ -290,38 +372,114 @@ def _fields(path, line, fields, header) -> List[str]:
     return fields
 
 
-def _text(path, line, fields, col, header) -> str:
-    text = fields[col].strip()
+def _json_object(path, line, raw: str) -> Record:
+    """The JSON object on one line of a JSON Lines file."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise MalformedRowError(
+            f"not valid JSON: {exc.msg} (column {exc.colno}) in {_excerpt(raw.strip())}; expected "
+            f"one JSON object per line{_format_hint([raw], 'jsonl')}", path, line) from None
+    if not isinstance(value, dict):
+        raise MalformedRowError(f"{_excerpt(raw.strip())} is {_kind(value)}; expected a JSON "
+                                f'object such as {{"text": "...", "label": "..."}}', path, line)
+    return value
+
+
+def _text(path, line, record: Record, column: str) -> str:
+    value = record[column]
+    if not isinstance(value, str):
+        raise MalformedRowError(f"column {column!r} is {_kind(value)} ({_shown(value)}); "
+                                f"expected a text (a string)", path, line)
+    text = value.strip()
     if not text:
-        raise MalformedRowError(f"column {header[col]!r} is empty", path, line)
+        raise MalformedRowError(f"column {column!r} is empty ({value!r}); expected a text",
+                                path, line)
     return text
 
 
-def _label_parser(task: TaskSpec):
-    """A function `(path, line, raw) -> label id or score` that checks against `task`."""
-    if task.is_regression:
-        return lambda path, line, raw: _score(task, path, line, raw)
-    ids = {value: i for i, value in enumerate(task.label_values)}
+class _LabelKeys:
+    """Turns a file's raw labels into `TaskSpec.label_values` strings (a JSON integer 1 is "1"),
+    checking that they all have one type: in JSON Lines, 1 on one line and "1" on another is
+    a mistake, not one label."""
 
-    def label_id(path, line, raw):
-        if raw not in ids:
-            raise LabelError(f"label {raw!r} is not one of the {task.name} labels "
+    def __init__(self):
+        self.first = None  # (line, value) of the file's first label
+
+    def key(self, path, line, value) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise LabelError(f"label {_shown(value)} is {_kind(value)}; expected a label name (a "
+                             f"string) or an integer (scores need a regression task: "
+                             f"--regression)", path, line)
+        if self.first is None:
+            self.first = (line, value)
+        first_line, first = self.first
+        if type(value) is not type(first):
+            raise LabelError(f"label {_shown(value)} is {_kind(value)} but the label on line "
+                             f"{first_line} is {_kind(first)} ({_shown(first)}); expected the "
+                             f"labels of a file to be all strings or all integers", path, line)
+        return value.strip() if isinstance(value, str) else str(value)
+
+
+def _label_parser(task: TaskSpec):
+    """A function `(path, line, value) -> label id or score` that checks against `task`.
+
+    Make one per file: it remembers the type of the file's labels.
+    """
+    if task.is_regression:
+        return lambda path, line, value: _score(task, path, line, value)
+    ids = {value: i for i, value in enumerate(task.label_values)}
+    keys = _LabelKeys()
+
+    def label_id(path, line, value):
+        key = keys.key(path, line, value)
+        if key not in ids:
+            shown = _shown(key if isinstance(value, str) else value)
+            raise LabelError(f"label {shown} is not one of the {task.name} labels "
                              f"{list(task.label_values)}", path, line)
-        return ids[raw]
+        return ids[key]
 
     return label_id
 
 
-def _score(task: TaskSpec, path, line, raw) -> float:
-    try:
-        score = float(raw)
-    except ValueError:
-        raise LabelError(f"score {raw!r} is not a number", path, line) from None
+def _score(task: TaskSpec, path, line, value) -> float:
+    # In TSV/CSV every value is text; in JSON Lines a score must be a JSON number, not "0.5".
+    if isinstance(value, str) and task.file_format != "jsonl":
+        try:
+            score = float(value)
+        except ValueError:
+            raise LabelError(f"score {value.strip()!r} is not a number", path, line) from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        score = float(value)
+    else:
+        raise LabelError(f"score {_shown(value)} is {_kind(value)}; expected a number", path, line)
     if not math.isfinite(score):
-        raise LabelError(f"score {raw!r} is not finite", path, line)
+        raise LabelError(f"score {_shown(value)} is not finite", path, line)
     if task.score_range is not None:
         low, high = task.score_range
         if not low <= score <= high:
-            raise LabelError(f"score {raw!r} is outside the {task.name} range [{low}, {high}]",
-                             path, line)
+            raise LabelError(f"score {_shown(value)} is outside the {task.name} range "
+                             f"[{low}, {high}]", path, line)
     return score
+
+
+def _kind(value) -> str:
+    """The JSON type of `value`, with its article: "a string", "an integer", "null", ..."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a fractional number"),
+                       (str, "a string"), (list, "a list")):
+        if isinstance(value, kind):
+            return name
+    return "an object"
+
+
+def _shown(value) -> str:
+    """`value` as a message shows it: strings quoted by Python, other values as JSON writes
+    them (so 1 and '1' differ)."""
+    return repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """`text` quoted, cut to `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")

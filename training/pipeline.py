@@ -24,7 +24,8 @@ class Pipeline:
     """Fine-tune, configuration search and re-train for one `TrainConfig` in `out_dir`."""
 
     def __init__(self, config: TrainConfig, out_dir, data_dir=None, task=None, strategy=None, verbose=1):
-        """`task`: a `TaskSpec` for user data (`training.tasks.user_task`); default `config.task`."""
+        """`task`: a `TaskSpec` for user data (`training.user_task.user_task`); default `config.task`.
+        The run directory records it as `task.json`."""
         self.config, self.run_dir, self.verbose = config, RunDir(out_dir), verbose
         self.strategy = strategy or tf.distribute.get_strategy()
         self.task = task or get_task(config.task)
@@ -45,7 +46,7 @@ class Pipeline:
         if config.retention is not None:
             config.retention_config.check_num_layers(bert.num_hidden_layers)
         self.tokenizer = load_tokenizer(config.init)
-        self.run_dir.start(config)
+        self.run_dir.start(config, self.task)
 
     # === Data ===
     def _loss(self, reduction="sum_over_batch_size"):

@@ -2,6 +2,9 @@
 
 Layout of `<run>/`:
 - `config.json`: the resolved `TrainConfig` (`training.config`).
+- `task.json`: the run's `TaskSpec` (`TaskSpec.to_dict`): its files, columns and labels, so a
+  resume and the export need no data flags (runs started before it existed: the built-in task
+  named in `config.json`).
 - `finetune/`, `search/`, `retrain/`: one directory per step with `model.keras`, `metrics.json`
   and, once complete, `done.json`; inside, the step's resumable checkpoint (`training.fit_step`
   and `training.search` own those files) and the search's `masses.json`.
@@ -19,8 +22,10 @@ import shutil
 from powerbert_tf import RetentionConfig, RetentionError
 from training.atomic_files import read_json, write_json
 from training.config import STEPS, TrainConfig
+from training.tasks import TaskSpec, UnknownTaskError, get_task
 
 CONFIG_FILE, RETENTION_FILE, SUMMARY_FILE = "config.json", "retention.json", "summary.json"
+TASK_FILE = "task.json"
 MODEL_FILE, DONE_FILE, METRICS_FILE, MASSES_FILE = "model.keras", "done.json", "metrics.json", "masses.json"
 
 # The steps each setting changes. A setting that differs from the saved config blocks a resume
@@ -85,23 +90,72 @@ class RunDir:
         except (TypeError, ValueError) as err:
             raise RunDirError(f"{self.file(CONFIG_FILE)}: {err}") from None
 
-    def start(self, config: TrainConfig):
-        """Create the directory or check a resume against it, then save `config`.
+    def has_config(self):
+        """True once a run has started here (`config.json` exists)."""
+        return os.path.isfile(self.file(CONFIG_FILE))
+
+    def start(self, config: TrainConfig, task: TaskSpec = None):
+        """Create the directory or check a resume against it, then save `config` and `task`.
+
+        Args:
+            task: the run's task (default: the built-in task `config.task`).
 
         Raises:
-            RunConfigMismatch: a changed setting affects a step that has already started.
+            RunConfigMismatch: a changed setting, or other data, affects a step that has already
+                started.
         """
+        task = task or get_task(config.task)
         os.makedirs(self.path, exist_ok=True)
-        if os.path.isfile(self.file(CONFIG_FILE)):
-            saved, current = self.read_config().to_dict(), config.to_dict()
-            blocking = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
-                              and any(self.step_started(s) for s in _STEPS_OF_SETTING.get(k, STEPS)))
-            if blocking:
-                raise RunConfigMismatch(
-                    f"{self.path} was started with different settings ({', '.join(blocking)}) and the "
-                    f"steps they change have started; re-run with the same options to resume, or "
-                    f"choose another --out")
+        if self.has_config():
+            self._check_same_task(task)  # first: other data also renames the task in the config
+            self._check_same_settings(config)
         write_json(self.file(CONFIG_FILE), config.to_dict())
+        write_json(self.file(TASK_FILE), task.to_dict())
+
+    def _check_same_settings(self, config: TrainConfig):
+        """Raise `RunConfigMismatch` if a setting of a started step differs from the saved one."""
+        saved, current = self.read_config().to_dict(), config.to_dict()
+        blocking = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
+                          and any(self.step_started(s) for s in _STEPS_OF_SETTING.get(k, STEPS)))
+        if blocking:
+            raise RunConfigMismatch(
+                f"{self.path} was started with different settings ({', '.join(blocking)}) and the "
+                f"steps they change have started; re-run with the same options to resume, or "
+                f"choose another --out")
+
+    def _check_same_task(self, task: TaskSpec):
+        """Raise `RunConfigMismatch` if a step has started on another task than `task` (the data
+        changes every step)."""
+        if not os.path.isfile(self.file(TASK_FILE)) or not any(self.step_started(s) for s in STEPS):
+            return
+        saved, current = self.read_task().to_dict(), task.to_dict()
+        changed = [f"{k}: {saved[k]!r} -> {current[k]!r}" for k in sorted(saved) if saved[k] != current[k]]
+        if changed:
+            raise RunConfigMismatch(
+                f"{self.path} was started on other data ({'; '.join(changed)}) and its steps have "
+                f"started; resume without the data flags (the run's {TASK_FILE} is read back), or "
+                f"choose another --out")
+
+    def read_task(self) -> TaskSpec:
+        """The run's `TaskSpec`: `task.json`, else (runs started before it was written) the
+        built-in task named in `config.json`.
+
+        Raises:
+            RunDirError: not a run directory, a broken `task.json`, or neither it nor a built-in
+                task.
+        """
+        saved = read_json(self.file(TASK_FILE))
+        if saved is None:
+            name = self.read_config().task
+            try:
+                return get_task(name)
+            except UnknownTaskError:
+                raise RunDirError(f"{self.path} has no {TASK_FILE} and its task {name!r} is not built "
+                                  f"in; it cannot tell its files and labels") from None
+        try:
+            return TaskSpec.from_dict(saved)
+        except ValueError as err:
+            raise RunDirError(f"{self.file(TASK_FILE)}: {err}") from None
 
     # === Steps ===
 
@@ -128,6 +182,12 @@ class RunDir:
     def keep_best_model(self, step, best_path, metrics):
         """The step's best checkpoint becomes its `model.keras`, with its dev metrics."""
         shutil.copy(best_path, self.model_path(step))
+        write_json(self.file(step, METRICS_FILE), metrics)
+
+    def adopt_model(self, step, model, metrics):
+        """`model` becomes the step's `model.keras`, with its dev metrics (an imported model)."""
+        os.makedirs(self.step_dir(step), exist_ok=True)
+        self.save_model(step, model)
         write_json(self.file(step, METRICS_FILE), metrics)
 
     def save_model(self, step, model):

@@ -3,17 +3,20 @@ handle all tasks through the same code path.
 
 Built-in tasks: sst2, cola, mrpc, rte, stsb, qnli (GLUE) and imdb. The hyper-parameters are the
 PoWER-BERT supplementary Table 1 settings (see docs/METHOD.md). A task from the user's own
-TSV/CSV files is made with `training.user_task.user_task`.
+TSV/CSV/JSON Lines files is made with `training.user_task.user_task` (or `powerbert train --train`).
 """
 
 import dataclasses
 import types
-from typing import Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 SPLITS = ("train", "dev", "test")
-FILE_FORMATS = ("tsv", "csv")
+# tsv: tab-separated, quoting off (GLUE); csv: RFC 4180; jsonl: one JSON object per line.
+FILE_FORMATS = ("tsv", "csv", "jsonl")
 # The names `training.metrics` implements; kept here so a TaskSpec can be checked on creation.
-METRIC_NAMES = ("accuracy", "f1", "matthews_corrcoef", "pearson", "spearman")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews_corrcoef")
+REGRESSION_METRICS = ("pearson", "spearman")
+METRIC_NAMES = CLASSIFICATION_METRICS + REGRESSION_METRICS
 
 # The held-out dev fraction and seed for tasks without a dev file (IMDB): the paper held out 20%
 # of the training data as dev.
@@ -34,11 +37,13 @@ class TaskSpec:
         directory: Folder of the task's files relative to the data directory (e.g.
             "glue/SST-2"); "" for user tasks, whose `files` are absolute paths.
         files: `(split, file name)` pairs for the splits that have their own file.
-        file_format: "tsv" (tab-separated, quoting off, as GLUE needs) or "csv" (RFC 4180).
+        file_format: "tsv" (tab-separated, quoting off, as GLUE needs), "csv" (RFC 4180) or
+            "jsonl" (JSON Lines: one object per line, its keys are the columns).
         text_column: Column holding the (first) text.
         label_column: Column holding the label or score.
         pair_column: Column holding the second text of sentence-pair tasks, else None.
-        label_values: The label strings as written in the files; the label id is the position.
+        label_values: The label strings as written in the files (a JSON Lines integer label 1
+            is "1"); the label id is the position.
         label_names: Human-readable names, same order as `label_values` (tfds ClassLabel names).
         is_regression: True for score targets (STS-B); then `label_values` is empty.
         score_range: Inclusive `(low, high)` bounds a regression score must lie in, or None.
@@ -102,6 +107,26 @@ class TaskSpec:
         """True for sentence-pair tasks."""
         return self.pair_column is not None
 
+    def to_dict(self) -> dict:
+        """Every field, JSON-ready (tuples become lists when written); `from_dict` reverses it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TaskSpec":
+        """The `TaskSpec` whose `to_dict()` is `data` (also after a JSON round trip).
+
+        Raises:
+            ValueError: unknown or missing fields, or an inconsistent spec.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TaskSpec fields {unknown}")
+        try:
+            return cls(**{name: _as_tuples(value) for name, value in data.items()})
+        except TypeError as err:  # a required field is missing
+            raise ValueError(f"incomplete TaskSpec: {err}") from None
+
     def file_for(self, split: str) -> str:
         """The file name (relative to `directory`) that holds `split`."""
         if split not in self.splits:
@@ -109,6 +134,11 @@ class TaskSpec:
                 f"task {self.name!r} has no split {split!r}; its splits are {list(self.splits)}")
         source = "train" if split == "dev" and self.dev_holdout is not None else split
         return dict(self.files)[source]
+
+
+def _as_tuples(value):
+    """`value` with every list (JSON's form of a tuple) turned back into a tuple."""
+    return tuple(map(_as_tuples, value)) if isinstance(value, list) else value
 
 
 def _spec_problems(spec: TaskSpec) -> list:
@@ -138,6 +168,11 @@ def _spec_problems(spec: TaskSpec) -> list:
         problems.append(f"unknown metrics {unknown_metrics} (known: {list(METRIC_NAMES)})")
     if spec.primary_metric not in spec.metrics:
         problems.append(f"primary_metric {spec.primary_metric!r} is not in metrics {spec.metrics}")
+    suitable = REGRESSION_METRICS if spec.is_regression else CLASSIFICATION_METRICS
+    unsuitable = [m for m in spec.metrics if m in METRIC_NAMES and m not in suitable]
+    if unsuitable:
+        kind = "regression" if spec.is_regression else "classification"
+        problems.append(f"metrics {unsuitable} do not apply to {kind}; choose from {list(suitable)}")
     if spec.headerless_splits:
         needed = (spec.text_column, spec.pair_column, spec.label_column)
         missing = [c for c in needed if c is not None and c not in spec.headerless_columns]
@@ -225,5 +260,6 @@ def get_task(name: str) -> TaskSpec:
     if key not in TASKS:
         raise UnknownTaskError(
             f"unknown task {name!r}; known tasks: {', '.join(TASKS)} "
-            f"(for your own TSV/CSV files use training.user_task.user_task)")
+            f"(for your own files: powerbert train --train FILE --dev FILE ..., or "
+            f"training.user_task.user_task)")
     return TASKS[key]
