@@ -52,12 +52,17 @@ def build_parser():
                     "these flags.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_task_arguments(train)
-    train.add_argument("--init", default="minilm-l6",
-                       help="pretrained encoder: preset name, Hugging Face or Google BERT directory")
+    train.add_argument("--init", default=None,
+                       help="pretrained encoder: preset name, Hugging Face or Google BERT directory "
+                            "(default: minilm-l6; a resumed run: its own)")
     train.add_argument("--out", required=True, help="run directory (created; reused to resume)")
     train.add_argument("--data-dir", default=None,
                        help="directory holding glue/ and imdb/ (default: $POWERBERT_DATA_DIR)")
-    train.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+    train.add_argument("--data", default=None, choices=("local", "tfds"),
+                       help="built-in tasks from the local files in --data-dir, read through the local "
+                            "tensorflow-datasets builder (default), or from tensorflow-datasets' own glue/* "
+                            "builders, which download (online only; offline it stops at once and says so)")
+    train.add_argument("--preset", default=None, choices=sorted(PRESETS),
                        help="paper: Table 1, 3 epochs, full data; quick: subsets, 1 epoch (~10 min for SST-2)")
     train.add_argument("--step", default="all", choices=("all",) + STEPS, help="run all steps or one")
     train.add_argument("--retention", default=None,
@@ -138,7 +143,25 @@ def _config_from_args(args, task):
             overrides["retention"] = tuple(int(v) for v in args.retention.split(","))
         except ValueError:
             raise ValueError(f"--retention must be comma-separated integers, got {args.retention!r}")
-    return resolve_config(task, args.preset, init=args.init, **overrides)
+    overrides.update(init=args.init, data_source=args.data)
+    saved = _saved_config(args.out)
+    if saved is not None and args.preset is None:
+        # A resume: the run's own settings, changed only where a flag is given (and refused by
+        # `RunDir.start` where that changes a step already started).
+        from training.config import TrainConfig
+
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return TrainConfig.from_dict({**saved, **given, "task": task.name})
+    return resolve_config(task, args.preset or "paper", **{"init": "minilm-l6", **{
+        k: v for k, v in overrides.items() if v is not None}})
+
+
+def _saved_config(out):
+    """The `config.json` dict of a started run at `out`, else None."""
+    from training.run_dir import RunDir
+
+    run = RunDir(out)
+    return run.read_config().to_dict() if run.has_config() else None
 
 
 def train_command(args):

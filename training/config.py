@@ -12,6 +12,9 @@ from typing import Optional
 from training.tasks import TaskSpec, get_task
 
 STEPS = ("finetune", "search", "retrain")
+# Where built-in tasks are read from (`training.task_source`): the local files through the local
+# tfds builder, or tensorflow-datasets' own glue/* builders (online).
+DATA_SOURCES = ("local", "tfds")
 
 # Presets are data: field overrides applied on top of the task's defaults.
 PRESETS = {
@@ -50,6 +53,7 @@ class TrainConfig:
     bucket_finetune: bool = True
     length_aware: bool = False
     relative_retention: bool = False
+    data_source: str = "local"
     rounding: str = "ceil"
     retention: Optional[tuple] = None
     seed: int = 0
@@ -57,6 +61,8 @@ class TrainConfig:
     checkpoint_every: int = 200
 
     def __post_init__(self):
+        if self.data_source not in DATA_SOURCES:
+            raise ValueError(f"data_source must be one of {DATA_SOURCES}, got {self.data_source!r}")
         if self.length_aware and self.relative_retention:
             raise ValueError("--length-aware (per batch) and --relative-retention (per input) scale "
                              "the counts in two different ways; choose one")
@@ -121,7 +127,7 @@ def resolve_config(task, preset="paper", **overrides):
 
 # Settings that do not make a run depart from the paper's setup: names, where it starts from,
 # how often it saves, and the seed (every seed is the paper's protocol).
-_NOT_SETUP = ("task", "preset", "init", "checkpoint_every", "seed")
+_NOT_SETUP = ("task", "preset", "init", "checkpoint_every", "seed", "data_source")
 
 
 def differences_from_paper(config: TrainConfig, task=None):

@@ -10,13 +10,14 @@ from powerbert_tf import PowerBertClassifier, RetentionConfig, load_tokenizer
 from powerbert_tf.loading import resolve_checkpoint
 from powerbert_tf.bert_config import BertConfig
 from training.config import STEPS, TrainConfig, differences_from_paper
-from training.data import holdout_indices, read_split
+from training.data import holdout_indices
 from training.fit_step import best_model_path, checkpointed_fit, evaluate
 from training.input_pipeline import count_batches, epoch_stream, make_dataset
 from training.plots import plot_retention
 from training.run_dir import RunDir
 from training.schedules import WarmupLinearDecay
 from training.search import ConfigurationSearch, run_search
+from training.task_source import load_examples
 from training.tasks import get_task
 
 
@@ -30,8 +31,11 @@ class Pipeline:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.task = task or get_task(config.task)
         # Everything that can be wrong with the input is checked here, before any training.
-        self.train = read_split(self.task, "train", data_dir)
-        self.dev = read_split(self.task, "dev", data_dir)
+        # Built-in tasks go through a tfds builder; the local one prepares into the run directory,
+        # so a run's prepared data always comes from its own data directory.
+        cache = self.run_dir.file("tfds") if config.data_source == "local" else None
+        self.train, self.dev = (load_examples(self.task, split, source=config.data_source, data_dir=data_dir,
+                                              cache_dir=cache) for split in ("train", "dev"))
         # Checkpoints are chosen on `selection`: by default the dev set (as the paper's code
         # did, so dev figures are optimistic), or a seeded part of train held out from training.
         self.selection = self.dev

@@ -144,8 +144,13 @@ def _read_local_builder(task: TaskSpec, split: str, root: pathlib.Path,
     builder = tfds.builder(f"{LOCAL_BUILDER}/{task.name}", data_dir=os.fspath(cache_dir))
     config = tfds.download.DownloadConfig(manual_dir=os.fspath(root))
     # A bad row raises the reader's DataError (file:line) out of here unchanged: tfds wraps
-    # only errors of its own encoding step.
-    builder.download_and_prepare(download_config=config)
+    # only errors of its own encoding step. Its progress bars would bury that message; preparing
+    # SST-2's 67k rows takes seconds.
+    tfds.display_progress_bar(False)
+    try:
+        builder.download_and_prepare(download_config=config)
+    finally:
+        tfds.display_progress_bar(True)
     columns = _read_columns(builder, split)
     return _examples(columns, task, split, "text", "text_b" if task.is_pair else None,
                      lines=columns["line"], path=str(path))
