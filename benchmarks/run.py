@@ -51,13 +51,12 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     thread_info = _set_threads(threads)
     from powerbert_tf import load_tokenizer
     from training.metrics import compute_metrics
-    from training.tasks import get_task
 
     try:
         config = RunDir(run_dir).read_config()
+        task = RunDir(run_dir).read_task()  # built-in or the user's own data
     except RunDirError as err:
         raise BenchError(str(err)) from None
-    task = get_task(config.task)
     chosen = select_variants(variants, quick)
     batch_sizes = _positive_ints(batch_sizes or (QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES), "batch sizes")
     repeats = repeats or (QUICK_REPEATS if quick else DEFAULT_REPEATS)

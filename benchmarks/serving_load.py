@@ -105,11 +105,10 @@ def main(argv=None):
     from serving.export import export_saved_model
     from training.data import read_split
     from training.run_dir import RunDir
-    from training.tasks import get_task
 
     run = RunDir(args.run)
     config, retention = run.check(need=("finetune", "retrain"))
-    task = get_task(config.task)
+    task = run.read_task()
     n = config.max_length
     tokenizer = load_tokenizer(config.init)
     dev = read_split(task, "dev", args.data_dir)
