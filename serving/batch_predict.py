@@ -375,9 +375,12 @@ def _chunks(records, size):
 
 # === The model ===
 
-def export_lower_cases(version_dir):
-    """Whether the export's tokenizer lower-cases, which `powerbert.json` does not record: its
-    `classify_text` graph then holds a StringLower op (a cased tokenizer has no lower-casing op)."""
+def export_lower_cases(version_dir, metadata):
+    """Whether the export's tokenizer lower-cases: `powerbert.json`'s `lower_case`, or for exports
+    written before it recorded that, whether its `classify_text` graph holds a StringLower op (a
+    cased tokenizer has no lower-casing op)."""
+    if "lower_case" in metadata:
+        return bool(metadata["lower_case"])
     return "StringLower" in op_types(version_dir)
 
 
@@ -404,7 +407,7 @@ class Predictor:
         self.max_length, self.label_names = metadata["max_length"], metadata["label_names"]
         self.batch_size = batch_size
         self.tokenizer = BertTokenizer.from_vocab_file(os.path.join(version_dir, "assets", "vocab.txt"),
-                                                       lower_case=export_lower_cases(version_dir))
+                                                       lower_case=export_lower_cases(version_dir, metadata))
 
     def predict(self, texts, pair_texts=None):
         """One result dict per text, in the order given."""

@@ -156,7 +156,8 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
                 "vocab_size": model.encoder.bert_config.vocab_size,
                 "type_vocab_size": model.encoder.bert_config.type_vocab_size,
                 "signatures": [SERVING_SIGNATURE, TEXT_SIGNATURE], "jit_compile": bool(jit_compile),
-                "dynamic_length": bool(dynamic_length), "tflite": tflite}
+                "dynamic_length": bool(dynamic_length), "tflite": tflite,
+                "lower_case": bool(tokenizer.lower_case)}
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base)
     try:
         with tempfile.TemporaryDirectory() as asset_src:

@@ -18,7 +18,7 @@ import tensorflow as tf
 import serving.batch_predict as batch_predict
 from powerbert_cli.main import build_parser, main
 from powerbert_tf import BertTokenizer
-from serving.export import export_saved_model
+from serving.export import export_saved_model, read_metadata
 from serving.servable import Servable
 from tests.serving_fixtures import TINY_N, TINY_RETENTION, WORDS, tiny_classifier, tiny_tokenizer, tiny_vocab
 
@@ -223,12 +223,15 @@ def test_regression_model_writes_one_score_per_line(tmp_path, capsys):
 
 
 def test_a_cased_export_is_tokenized_cased(tmp_path, capsys, single):
-    # powerbert.json does not record lower-casing; the export's classify_text graph shows it.
+    # powerbert.json records lower-casing; for older exports without that field, the
+    # classify_text graph shows it.
     base = tmp_path / "cased"
     cased = BertTokenizer(tiny_vocab(), lower_case=False)
     model, _ = export_spread(base, tokenizer=cased)
-    assert not batch_predict.export_lower_cases(str(base / "1"))
-    assert batch_predict.export_lower_cases(str(single[0] / "1"))
+    assert read_metadata(str(base / "1"))["lower_case"] is False
+    assert read_metadata(str(single[0] / "1"))["lower_case"] is True
+    assert not batch_predict.export_lower_cases(str(base / "1"), {})
+    assert batch_predict.export_lower_cases(str(single[0] / "1"), {})
     texts = ["GOOD MOVIE", "The Plot WAS awful", "Dull Actors"]
     result = run_predict(capsys, tmp_path, base, "in.txt", as_text(texts)[0])
     assert result.code == 0, result.err

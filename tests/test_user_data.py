@@ -135,6 +135,31 @@ def test_resume_reads_the_task_back_and_refuses_other_data(init_flags, jsonl_run
     assert "resume without the data flags" in err
 
 
+def csv_text(rows, delimiter):
+    """A header and `rows` in CSV (quoted as RFC 4180 needs) or TSV (no quoting)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    options = dict(delimiter=",") if delimiter == "," else dict(delimiter="\t", quoting=csv.QUOTE_NONE)
+    writer = csv.writer(out, lineterminator="\n", **options)
+    writer.writerow(["review", "sentiment"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("file_format, delimiter", [("csv", ","), ("tsv", "\t")], ids=["csv", "tsv"])
+def test_csv_and_tsv_fine_tuning_learns(init_flags, tmp_path, file_format, delimiter):
+    """The fine-tune step on the same rule from CSV and TSV files (JSON Lines runs all three
+    steps above)."""
+    files = {split: write(tmp_path / f"{split}.{file_format}", csv_text(good_rule_rows(n, seed), delimiter))
+             for split, n, seed in (("train", 96, 0), ("dev", 32, 1))}
+    assert train(tmp_path / "run", *own_data(files["train"], files["dev"], "review", "sentiment"),
+                 *init_flags, *LEARNING, "--step", "finetune") == 0
+    dev = read_json(tmp_path / "run" / "finetune" / "metrics.json")
+    assert dev["accuracy"] >= MIN_ACCURACY, dev
+
+
 # === Reading through the CLI in every format (stopped before training) ===
 
 @pytest.fixture
