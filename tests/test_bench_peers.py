@@ -108,6 +108,7 @@ def test_optimizer_without_attention_fusion_is_not_the_peer(tmp_path, monkeypatc
         peers.export_ort_optimized(tiny_classifier(retention=None), str(tmp_path / "x.onnx"))
 
 
+@pytest.mark.slow
 def test_bench_runs_the_peers_and_compares_against_them(tmp_path):
     run = _write_run(tmp_path / "run")
     report = run_benchmark(

@@ -329,6 +329,7 @@ def minilm_inputs(minilm):
     return inputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_minilm_matches_saved_model_on_sst2_dev(minilm, minilm_inputs, fmt):
     """The README's claim (MiniLM within ~3.5e-6 of the SavedModel on SST-2), at N=32."""
@@ -340,6 +341,7 @@ def test_minilm_matches_saved_model_on_sst2_dev(minilm, minilm_inputs, fmt):
                    reference_logits=logits)
 
 
+@pytest.mark.slow
 def test_minilm_bound_fails_for_a_wrong_model(minilm, minilm_inputs):
     """The converted model matches the Keras model it came from, not one slightly different."""
     version_dir, _, tflite, _, _, model = minilm

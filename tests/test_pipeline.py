@@ -159,6 +159,7 @@ def test_run_started_before_a_setting_existed_resumes(tiny, finished, tmp_path):
         run(tiny, tmp_path, steps=(), length_aware=True)
 
 
+@pytest.mark.slow
 def test_length_aware_retrain_sees_bucketed_batches(tiny, finished, tmp_path, monkeypatch):
     seen_lengths = set()
     real_fit = Pipeline._fit
@@ -180,6 +181,7 @@ def test_length_aware_retrain_sees_bucketed_batches(tiny, finished, tmp_path, mo
     assert summary["power_bert"]["accuracy"] >= MIN_ACCURACY, summary["power_bert"]
 
 
+@pytest.mark.slow
 def test_relative_retention_searches_and_retrains_on_bucketed_batches(tiny, finished, tmp_path, monkeypatch):
     seen_lengths = set()
     real_plan = Pipeline._train_plan
@@ -204,6 +206,7 @@ def test_relative_retention_searches_and_retrains_on_bucketed_batches(tiny, fini
         run(tiny, tmp_path, relative_retention=False)
 
 
+@pytest.mark.slow
 def test_checkpoints_chosen_on_held_out_training_data(tiny, tmp_path):
     summary = run(tiny, tmp_path, steps=("finetune",), selection_holdout=0.25)
     assert summary["train_examples"]["finetune"] == 72  # 96 minus the 24 held out
