@@ -227,6 +227,7 @@ class Killed(BaseException):
     """Stands in for SIGKILL: not an Exception, so nothing on the way catches it."""
 
 
+@pytest.mark.slow
 def test_killed_finetune_resumes_from_checkpoint_and_matches_uninterrupted(tiny, tmp_path, monkeypatch):
     short = dict(epochs=2, checkpoint_every=4)  # 24 steps in chunks of 4: a kill can land mid-run
     run(tiny, tmp_path / "reference", steps=("finetune",), **short)
