@@ -9,7 +9,6 @@ never imports Model Garden: it reads and writes the checkpoints by variable name
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
