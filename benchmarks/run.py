@@ -62,9 +62,14 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     repeats = repeats or (QUICK_REPEATS if quick else DEFAULT_REPEATS)
     if repeats < 1:
         raise BenchError(f"repeats must be >= 1, got {repeats}")
-    # A relative model already scales with each input; per-batch scaling of it does not exist.
+    # A relative model already scales with each input; per-batch scaling of it does not exist. The
+    # length-aware form is rebuilt with significance ranking, so it would not be a static-selection
+    # run's model.
     relative_skips = {v.id: "the run's retention is length-relative: power-dynamic is its dynamic form"
                       for v in chosen if v.model == "power-la" and config.relative_retention}
+    relative_skips.update({v.id: f"the run re-trained with --word-selection {config.word_selection}, which has no "
+                                 f"length-aware form" for v in chosen
+                           if v.model == "power-la" and config.word_selection != "significance"})
     chosen = [v for v in chosen if v.id not in relative_skips]
     models = RunModels(run_dir, tokenizer or load_tokenizer(config.init), task,
                        needed={v.model for v in chosen})

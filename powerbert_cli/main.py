@@ -8,6 +8,7 @@ The top of the import order: the only module that imports every package (`powerb
 import argparse
 import sys
 
+from powerbert_cli.analyze import add_analyze_parser, analyze_command
 from powerbert_cli.quiet_tensorflow import import_tensorflow_quietly
 from powerbert_cli.task_args import add_task_arguments, task_from_args
 from training.config import PRESETS, STEPS, resolve_config
@@ -31,6 +32,9 @@ _OVERRIDES = [
     ("--dev-subset", "dev_subset", int, "evaluate on the first this many dev examples"),
     ("--rounding", "rounding", str, "mass -> l_j rounding: ceil (paper, default), floor (reference code), round"),
     ("--seed", "seed", int, "seed of subsets, shuffling, initialisation and dropout (0)"),
+    ("--word-selection", "word_selection", str,
+     "which l_j word vectors re-training keeps: significance (PoWER-BERT), head (the first l_j: "
+     "Head-WS) or random (a random l_j drawn from --seed: Rand-WS)"),
     ("--selection-holdout", "selection_holdout", float,
      "choose each step's best checkpoint on this fraction of train, held out (default: on dev)"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between dev evaluations / checkpoints (200)"),
@@ -127,6 +131,7 @@ def build_parser():
     add_demo_parser(commands)
     add_import_parser(commands)
     add_predict_parser(commands)
+    add_analyze_parser(commands)
     return parser
 
 
@@ -254,7 +259,7 @@ def demo_command(args):
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
              "serve": serve_command, "bench": bench_command, "demo": demo_command,
              "summarize": summarize_command, "import": import_command, "predict": predict_command,
-             "export-weights": export_weights_command}
+             "export-weights": export_weights_command, "analyze": analyze_command}
 
 
 def main(argv=None, quiet_native_log=False):

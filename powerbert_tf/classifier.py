@@ -62,9 +62,10 @@ class PowerBertClassifier(keras.Model):
         """A new classifier with this one's weights and another elimination mode.
 
         `mode`: `PowerBertEncoder` arguments (`elimination`, `retention`, `sequence_length`,
-        `length_aware`). Soft-extract retention weights are not carried over. This is how
-        fine-tuned weights enter the search, searched weights enter re-training, and re-trained
-        weights become a length-aware model.
+        `length_aware`, `relative_retention`, `word_selection`, `selection_seed`). Soft-extract
+        retention weights are not carried over. This is how fine-tuned weights enter the search,
+        searched weights enter re-training (with PoWER-BERT's significance or a static word
+        selection), and re-trained weights become a length-aware model.
         """
         from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
         from powerbert_tf.loading import build_encoder

@@ -7,6 +7,7 @@ from powerbert_tf.bert_config import BertConfig
 from powerbert_tf.layers.bert_embeddings import BertEmbeddings
 from powerbert_tf.layers.encoder_layer import ELIMINATION_MODES, EncoderLayer
 from powerbert_tf.elimination.retention import RetentionConfig, check_num_layers
+from powerbert_tf.elimination.word_selection import WORD_SELECTIONS
 from powerbert_tf.serialization import register
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -37,6 +38,11 @@ class PowerBertEncoder(keras.Model):
             tokens keeps `ceil(l_j * n_i / N)` word vectors in layer j, whatever the batch's
             padding, so a batch gives each input's single-input answer. With a `RetentionConfig`
             it must agree with the config's `relative`.
+        word_selection: hard mode with fixed counts only: which `l_j` word vectors layer j keeps.
+            "significance" (PoWER-BERT, the default), "head" (Head-WS: the first `l_j` real tokens
+            still present) or "random" (Rand-WS: a seeded random `l_j` of them, the same for a
+            given input in every batch); `HardExtract` and `elimination/word_selection.py`.
+        selection_seed: "random" only: layer j's priorities are drawn from `(selection_seed, j)`.
 
     Call args:
         inputs: dict of int (B, T) tensors `input_ids`, `attention_mask` (default all ones) and
@@ -53,7 +59,8 @@ class PowerBertEncoder(keras.Model):
                  intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
                  attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
                  initializer_range=0.02, layer_norm_eps=1e-12, elimination="none", retention=None,
-                 sequence_length=None, length_aware=False, relative_retention=False, **kwargs):
+                 sequence_length=None, length_aware=False, relative_retention=False,
+                 word_selection="significance", selection_seed=0, **kwargs):
         super().__init__(**kwargs)
         self.bert_config = BertConfig(
             vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
@@ -73,6 +80,9 @@ class PowerBertEncoder(keras.Model):
         if self.length_aware and self.relative_retention:
             raise ValueError("length_aware (per batch) and relative_retention (per input) are two "
                              "ways of scaling the counts; choose one")
+        _check_word_selection(word_selection, self.elimination, self.length_aware, self.relative_retention)
+        self.word_selection = word_selection
+        self.selection_seed = selection_seed
 
         # === Layers === (in this model's dtype policy, see `BertEmbeddings`)
         c, policy = self.bert_config, self.dtype_policy
@@ -89,6 +99,7 @@ class PowerBertEncoder(keras.Model):
                 keep=self.retention.lengths[j] if self.elimination == "hard" else None,
                 sequence_length=self.sequence_length if self.elimination == "soft" else None,
                 relative=self.relative_retention and self.elimination == "soft",
+                word_selection=word_selection, selection_seed=selection_seed, layer_index=j,
                 name=f"layer_{j}", dtype=policy)
             for j in range(c.num_hidden_layers)]
         self.pooler = keras.layers.Dense(
@@ -148,7 +159,8 @@ class PowerBertEncoder(keras.Model):
         config.update(elimination=self.elimination,
                       retention=list(self.retention.lengths) if self.retention else None,
                       sequence_length=self.sequence_length, length_aware=self.length_aware,
-                      relative_retention=self.relative_retention)
+                      relative_retention=self.relative_retention, word_selection=self.word_selection,
+                      selection_seed=self.selection_seed)
         return config
 
     @classmethod
@@ -170,6 +182,19 @@ def _check_elimination(elimination, retention, sequence_length, num_layers, rela
     if elimination == "soft" and (sequence_length is None or sequence_length < 1):
         raise ValueError("elimination='soft' needs sequence_length (N, the fixed input length)")
     return elimination, None, sequence_length
+
+
+def _check_word_selection(word_selection, elimination, length_aware, relative_retention):
+    """The static word selections are baselines of the paper's fixed-count hard mode only."""
+    if word_selection not in WORD_SELECTIONS:
+        raise ValueError(f"word_selection must be one of {WORD_SELECTIONS}, got {word_selection!r}")
+    if word_selection == "significance":
+        return
+    scaled = [name for name, on in (("length_aware", length_aware), ("relative_retention", relative_retention))
+              if on]
+    if elimination != "hard" or scaled:
+        raise ValueError(f"word_selection={word_selection!r} is for elimination='hard' with fixed counts; "
+                         f"got elimination={elimination!r}" + "".join(f", {name}=True" for name in scaled))
 
 
 def _hard_retention(retention, sequence_length, num_layers, relative):

@@ -179,6 +179,19 @@ def keep_order(scores, mask):
     return real[:1] + ranked + [t for t in range(len(mask)) if not mask[t]]
 
 
+def reference_selection_scores(word_selection, significance, mask, seed=0, layer_index=0):
+    """(B, T) scores whose `keep_order` is the word selection's: the significance itself; for
+    Head-WS minus the real-token index (0 at [CLS]); for Rand-WS the float32 priority
+    `default_rng([seed, layer_index]).random(...)[i]` of the i-th real token. Padding: 0."""
+    if word_selection == "significance":
+        return significance
+    index = np.cumsum(mask, axis=1) - 1  # i at the i-th real token of the row
+    if word_selection == "head":
+        return np.where(mask > 0, -index, 0).astype(np.float64)
+    priorities = np.random.default_rng([seed, layer_index]).random(mask.shape[1]).astype(np.float32)
+    return np.where(mask > 0, priorities[np.maximum(index, 0)], 0).astype(np.float64)
+
+
 def reference_hard_extract(hidden, mask, scores, keep, budget=None):
     """`(hidden (B, K, D), mask (B, K), positions (B, K))`, K = min(keep, T), in word order.
     With a per-row `budget`, only each row's `budget[b]` first-kept positions stay in the mask."""
@@ -213,7 +226,9 @@ def reference_encoder_layer(layer, hidden, mask, keep=None, budget=None):
     x = _layer_norm(hidden + attended, layer.attention_norm)
     scores = reference_significance(probs, mask)
     if layer.elimination == "hard":
-        x, mask, _ = reference_hard_extract(x, mask, scores, keep or layer.keep, budget)
+        ranked = reference_selection_scores(layer.word_selection, scores, mask, layer.selection_seed,
+                                            layer.layer_index)
+        x, mask, _ = reference_hard_extract(x, mask, ranked, keep or layer.keep, budget)
     elif layer.elimination == "soft":
         x = reference_soft_extract(x, mask, scores, as_float64(layer.extract.retention), layer.relative)
     ffn = _dense(ACTIVATIONS[layer.activation](_dense(x, layer.intermediate)), layer.output_dense)

@@ -110,6 +110,19 @@ def _layer_reference(layer, x):
     return h.reference_encoder_layer(layer, x["hidden"], x["attention_mask"])
 
 
+def _hard_extract_reference(layer, x):
+    scores = h.reference_selection_scores(layer.word_selection, x["scores"], x["attention_mask"], layer.seed,
+                                          layer.layer_index)
+    return dict(zip(("hidden", "attention_mask", "positions"),
+                    h.reference_hard_extract(x["hidden"], x["attention_mask"], scores, layer.keep)))
+
+
+def _hard_extract_case(**kwargs):
+    return Case(HardExtract, lambda dtype: _with_dtype(dict(keep=3, **kwargs), dtype),
+                functools.partial(hidden_inputs, scores=True), _hard_extract_reference,
+                ("hidden", "attention_mask", "positions"))
+
+
 def _encoder_case(details=False, prepare=None, **mode):
     return Case(PowerBertEncoder, lambda dtype: encoder_kwargs(dtype, **mode), token_inputs,
                 h.reference_encoder, ("sequence_output", "pooled_output", "attention_mask"),
@@ -159,12 +172,14 @@ CASES = {
                                                              h.as_float64(layer.retention), relative=True),
                           "attention_mask": x["attention_mask"]},
         ("hidden", "attention_mask"), prepare=lambda layer: randomize_retention([layer])),
-    "hard_extract": Case(
-        HardExtract, lambda dtype: _with_dtype(dict(keep=3), dtype),
-        functools.partial(hidden_inputs, scores=True),
-        lambda layer, x: dict(zip(("hidden", "attention_mask", "positions"), h.reference_hard_extract(
-            x["hidden"], x["attention_mask"], x["scores"], layer.keep))),
-        ("hidden", "attention_mask", "positions")),
+    "hard_extract": _hard_extract_case(),
+    # Static word selections (Head-WS, Rand-WS): the scores passed in are ignored.
+    "hard_extract_head": _hard_extract_case(word_selection="head"),
+    "hard_extract_random": _hard_extract_case(word_selection="random", seed=5, layer_index=1),
+    "layer_hard_random": Case(
+        EncoderLayer, lambda dtype: _with_dtype({**LAYER, "elimination": "hard", "keep": 3, "word_selection": "random",
+                                                 "selection_seed": 2, "layer_index": 4}, dtype),
+        hidden_inputs, _layer_reference, ("hidden", "attention_mask"), {"return_scores": True}),
     "encoder_none": _encoder_case(),
     "encoder_soft": _encoder_case(True, lambda e: randomize_retention(e.soft_extract_layers),
                                   elimination="soft", sequence_length=N),
@@ -176,10 +191,13 @@ CASES = {
                                            elimination="soft", sequence_length=N, relative_retention=True),
     "encoder_relative": _encoder_case(True, elimination="hard", retention=[6, 3], sequence_length=N,
                                       relative_retention=True),
+    "encoder_head": _encoder_case(elimination="hard", retention=[5, 3], sequence_length=N, word_selection="head"),
+    "encoder_random": _encoder_case(elimination="hard", retention=[5, 3], sequence_length=N,
+                                    word_selection="random", selection_seed=3),
     "classifier": Case(PowerBertClassifier, lambda dtype: classifier_kwargs(dtype), token_inputs,
                        lambda model, x: {"logits": h.reference_classifier(model, x)}, ("logits",)),
 }
-COMPOSITE = [name for name in CASES if name not in ("soft_extract", "soft_extract_relative", "hard_extract")]
+COMPOSITE = [name for name in CASES if not name.startswith(("soft_extract", "hard_extract"))]
 
 
 @functools.lru_cache(maxsize=None)

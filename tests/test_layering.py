@@ -8,7 +8,7 @@ import sys
 import grimp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("powerbert_cli", "benchmarks", "training", "serving", "powerbert_tf")
+PACKAGES = ("powerbert_cli", "benchmarks", "analysis", "training", "serving", "powerbert_tf")
 
 
 def test_layering_contracts_are_kept():

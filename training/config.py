@@ -53,6 +53,7 @@ class TrainConfig:
     bucket_finetune: bool = True
     length_aware: bool = False
     relative_retention: bool = False
+    word_selection: str = "significance"
     data_source: str = "local"
     rounding: str = "ceil"
     retention: Optional[tuple] = None
@@ -66,10 +67,23 @@ class TrainConfig:
         if self.length_aware and self.relative_retention:
             raise ValueError("--length-aware (per batch) and --relative-retention (per input) scale "
                              "the counts in two different ways; choose one")
+        if self.word_selection != "significance":
+            self._check_static_word_selection()
         if self.selection_holdout is not None and not 0 < self.selection_holdout < 1:
             raise ValueError(f"selection_holdout must be a fraction between 0 and 1, got {self.selection_holdout}")
         if self.retention is not None:
             object.__setattr__(self, "retention", list(self.retention_config.lengths))
+
+    def _check_static_word_selection(self):
+        """Head-WS and Rand-WS re-train the paper's fixed-count hard mode (imports TensorFlow, so
+        only when one is asked for)."""
+        from powerbert_tf.elimination import WORD_SELECTIONS
+
+        if self.word_selection not in WORD_SELECTIONS:
+            raise ValueError(f"word_selection must be one of {WORD_SELECTIONS}, got {self.word_selection!r}")
+        if self.length_aware or self.relative_retention:
+            raise ValueError(f"--word-selection {self.word_selection} re-trains with fixed counts; it does not "
+                             f"combine with --length-aware or --relative-retention")
 
     @functools.cached_property  # built once: __post_init__ validates with it, callers reuse it
     def retention_config(self):

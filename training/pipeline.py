@@ -170,8 +170,10 @@ class Pipeline:
         # Length-aware and relative models are trained and judged on length-bucketed batches: that
         # is how they are served (relative ones give the same answers at any padding).
         bucket = c.length_aware or retention.relative
+        # Rand-WS draws its fixed per-layer priorities from the run's seed.
         return self._fit("retrain", lambda: searched.with_elimination(
-            elimination="hard", retention=retention, length_aware=c.length_aware),
+            elimination="hard", retention=retention, length_aware=c.length_aware,
+            word_selection=c.word_selection, selection_seed=c.seed),
             bucket=bucket, dev_bucket=bucket)
 
     # === Summary ===

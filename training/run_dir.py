@@ -35,6 +35,7 @@ _STEPS_OF_SETTING = {
     "search_epochs": ("search",), "lr_soft_extract": ("search",), "lambda_": ("search",),
     "rounding": ("search",), "search_subset": ("search",),
     "retrain_epochs": ("retrain",), "retrain_subset": ("retrain",), "length_aware": ("retrain",),
+    "word_selection": ("retrain",),
     "relative_retention": ("search", "retrain"),
     "retention": ("retrain",), "bucket_finetune": ("finetune",),
     # How often progress is saved: a started step keeps the interval it started with.

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from powerbert_tf.elimination import HardExtract, SoftExtract, significance_scores
+from powerbert_tf.elimination import WORD_SELECTIONS, HardExtract, SoftExtract, significance_scores
 from powerbert_tf.layers.self_attention import SelfAttention
 from powerbert_tf.serialization import register
 
@@ -33,6 +33,10 @@ class EncoderLayer(keras.layers.Layer):
         elimination: "none", "soft" (`SoftExtract` over `sequence_length` ranks) or "hard"
             (`HardExtract` keeping `keep` word vectors).
         relative: soft mode: retention weights over fractions of each input (`SoftExtract`).
+        word_selection: hard mode: which word vectors to keep, "significance" (PoWER-BERT),
+            "head" or "random" (`HardExtract`); other modes accept only "significance".
+        selection_seed, layer_index: "random" only: the layer's priority table is drawn from
+            `(selection_seed, layer_index)`.
 
     Call args:
         hidden: float (B, T, D).
@@ -50,7 +54,8 @@ class EncoderLayer(keras.layers.Layer):
 
     def __init__(self, hidden_size, num_heads, intermediate_size, activation="gelu", dropout=0.1,
                  attention_dropout=0.1, layer_norm_eps=1e-12, initializer_range=0.02,
-                 elimination="none", keep=None, sequence_length=None, relative=False, **kwargs):
+                 elimination="none", keep=None, sequence_length=None, relative=False,
+                 word_selection="significance", selection_seed=0, layer_index=0, **kwargs):
         super().__init__(**kwargs)
         if elimination not in ELIMINATION_MODES:
             raise ValueError(f"elimination must be one of {ELIMINATION_MODES}, got {elimination!r}")
@@ -58,6 +63,11 @@ class EncoderLayer(keras.layers.Layer):
             raise ValueError("elimination='hard' needs keep (word vectors to keep)")
         if elimination == "soft" and sequence_length is None:
             raise ValueError("elimination='soft' needs sequence_length (N, the retention size)")
+        if word_selection not in WORD_SELECTIONS:
+            raise ValueError(f"word_selection must be one of {WORD_SELECTIONS}, got {word_selection!r}")
+        if word_selection != "significance" and elimination != "hard":
+            raise ValueError(f"word_selection={word_selection!r} chooses what hard extract keeps; it "
+                             f"needs elimination='hard', not {elimination!r}")
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
@@ -70,6 +80,9 @@ class EncoderLayer(keras.layers.Layer):
         self.keep = keep
         self.sequence_length = sequence_length
         self.relative = bool(relative)
+        self.word_selection = word_selection
+        self.selection_seed = selection_seed
+        self.layer_index = layer_index
 
         # === Layers === (in this layer's dtype policy, see `BertEmbeddings`)
         def init():
@@ -82,7 +95,8 @@ class EncoderLayer(keras.layers.Layer):
         self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm",
                                                               dtype=policy)
         if elimination == "hard":
-            self.extract = HardExtract(keep, name="hard_extract", dtype=policy)
+            self.extract = HardExtract(keep, word_selection=word_selection, seed=selection_seed,
+                                       layer_index=layer_index, name="hard_extract", dtype=policy)
         elif elimination == "soft":
             self.extract = SoftExtract(sequence_length, relative=relative, name="soft_extract", dtype=policy)
         else:
@@ -131,8 +145,8 @@ class EncoderLayer(keras.layers.Layer):
         return self.elimination == "hard" and isinstance(keep, int) and (keep == 1 or hidden.shape[1] == 1)
 
     def _call_keeping_cls(self, hidden, attention_mask, training):
-        # [CLS] ranks first whatever the significance, so no scores are needed and of all the
-        # queries only [CLS]'s (keys and values still come from every position).
+        # [CLS] ranks first whatever the scores, in every word selection, so none are needed and
+        # of all the queries only [CLS]'s (keys and values still come from every position).
         unscored = tf.zeros(tf.shape(attention_mask), tf.float32)
         kept, kept_mask, positions = self.extract(hidden, attention_mask, unscored, keep=1)
         context, _ = self.attention.context(hidden, attention_mask, training=training, query_positions=positions)
@@ -154,5 +168,7 @@ class EncoderLayer(keras.layers.Layer):
                       dropout=self.dropout, attention_dropout=self.attention_dropout,
                       layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
                       elimination=self.elimination, keep=self.keep,
-                      sequence_length=self.sequence_length, relative=self.relative)
+                      sequence_length=self.sequence_length, relative=self.relative,
+                      word_selection=self.word_selection, selection_seed=self.selection_seed,
+                      layer_index=self.layer_index)
         return config
