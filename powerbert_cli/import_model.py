@@ -43,6 +43,8 @@ def add_import_parser(commands):
     parser.add_argument("--data-dir", default=None, help="directory holding glue/ and imdb/ (built-in tasks)")
     parser.add_argument("--max-length", type=int, default=None, help="input length N (default: the task's)")
     parser.add_argument("--preset", default="paper", help="training preset of the steps still to run")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the steps still to run (subsets, shuffles, dropout, Rand-WS); default 0")
     add_task_arguments(parser)
 
     export = commands.add_parser(
@@ -111,7 +113,7 @@ def import_main(args):
     _check_head_fits(weights, task)
     pretrained = os.path.abspath(os.path.join(args.out, PRETRAINED_DIR))
     save_google_directory(weights.without_head(), pretrained)
-    config = resolve_config(task, args.preset, init=pretrained, max_length=args.max_length)
+    config = resolve_config(task, args.preset, init=pretrained, max_length=args.max_length, seed=args.seed)
     pipeline = Pipeline(config, args.out, data_dir=args.data_dir, task=task)
     origin = {"format": args.source_format, "path": os.path.abspath(args.path)}
     if not weights.has_head:

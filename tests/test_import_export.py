@@ -75,8 +75,9 @@ def test_an_imported_run_continues_with_search_and_retraining(tiny, tmp_path):
     tokenizer = load_tokenizer(init)
     huggingface.save_hf_directory(model.bert_weights(vocab=tokenizer.vocab), str(tmp_path / "hf"))
     out = str(tmp_path / "run")
-    assert main(["import", "--from", "hf", str(tmp_path / "hf"), "--out", out] + flags) == 0
+    assert main(["import", "--from", "hf", str(tmp_path / "hf"), "--out", out, "--seed", "3"] + flags) == 0
     finetune_dev = RunDir(out).done_info("finetune")["dev"]
+    assert RunDir(out).read_config().seed == 3
     assert main(["train", "--out", out, "--quiet", "--search-epochs", "1", "--retrain-epochs", "1"]) == 0
     summary = RunDir(out).read_summary()
     assert summary["baseline"] == finetune_dev  # the import's step was kept, not re-run
