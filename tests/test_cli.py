@@ -68,6 +68,7 @@ def _cli(*args):
                           timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
     import subprocess
     import sys

@@ -211,6 +211,7 @@ def test_stock_tflite_converter_reads_the_export(exported):
     np.testing.assert_allclose(out["logits"], model(inputs, training=False).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_run_of_a_trained_model_in_a_fresh_process(tmp_path):
     # A run's model.keras carries its AdamW + warm-up schedule; exporting must not need the
     # training modules that define the schedule (a fresh process has not imported them).

@@ -286,6 +286,7 @@ def test_chunked_body_over_the_limit(server):
         conn.close()
 
 
+@pytest.mark.slow
 def test_slow_body_times_out(server):
     SENT["count"] += 1
     with socket.create_connection(("127.0.0.1", int(server[1])), timeout=20) as s:
@@ -296,6 +297,7 @@ def test_slow_body_times_out(server):
         assert TIMEOUT_MS / 1000 - 0.5 < time.monotonic() - start < TIMEOUT_MS / 1000 + 10
 
 
+@pytest.mark.slow
 def test_slow_model_gets_504_at_the_deadline(raw):
     start = time.monotonic()
     expect_error(raw, {"signature_name": "busy", "inputs": [TIMEOUT_MS / 1000 + 1.5]}, path="/v1/models/toy:predict",
