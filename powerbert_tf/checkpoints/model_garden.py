@@ -102,7 +102,7 @@ def _encoder_root(names, source):
     return roots[0]
 
 
-def _to_google(relative, value, heads):
+def _to_google(relative, value):
     """(Google name, array) for one encoder variable (path relative to the encoder), or None."""
     match = re.fullmatch(r"layer_with_weights-(\d+)/(.+)/(\w+)", relative) or \
         re.fullmatch(r"layer_with_weights-(\d+)/(\w+)", relative)
@@ -165,7 +165,7 @@ def read_model_garden_checkpoint(path, config=None, vocab_path=None, lower_case=
                 raise CheckpointError(f"{prefix}: unexpected variable {path_!r} in the pooler")
             tensors[f"bert/pooler/dense/{leaf}"] = value
         elif name.startswith(root):
-            mapped = _to_google(path_[len(root):], value, heads_kernel[1])
+            mapped = _to_google(path_[len(root):], value)
             if mapped is None:
                 raise CheckpointError(f"{prefix}: unexpected variable {path_!r} (not part of a BERT encoder "
                                       f"this reader knows; embedding projections are not supported)")
