@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from powerbert_cli.analyze import add_analyze_parser, analyze_command
+from powerbert_cli.baseline import add_baseline_parser, baseline_command
 from powerbert_cli.quiet_tensorflow import import_tensorflow_quietly
 from powerbert_cli.task_args import add_task_arguments, task_from_args
 from training.config import PRESETS, STEPS, resolve_config
@@ -132,6 +133,7 @@ def build_parser():
     add_import_parser(commands)
     add_predict_parser(commands)
     add_analyze_parser(commands)
+    add_baseline_parser(commands)
     return parser
 
 
@@ -259,7 +261,8 @@ def demo_command(args):
 _COMMANDS = {"train": train_command, "export": export_command, "convert": convert_command,
              "serve": serve_command, "bench": bench_command, "demo": demo_command,
              "summarize": summarize_command, "import": import_command, "predict": predict_command,
-             "export-weights": export_weights_command, "analyze": analyze_command}
+             "export-weights": export_weights_command, "analyze": analyze_command,
+             "baseline": baseline_command}
 
 
 def main(argv=None, quiet_native_log=False):

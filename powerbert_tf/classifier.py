@@ -70,7 +70,7 @@ class PowerBertClassifier(keras.Model):
         from powerbert_tf.checkpoints.variable_names import copy_encoder_weights
         from powerbert_tf.loading import build_encoder
 
-        encoder = build_encoder(self.encoder.bert_config, **mode)
+        encoder = build_encoder(self.encoder.bert_config, attention_heads=self.encoder.attention_heads, **mode)
         copy_encoder_weights(self.encoder, encoder)
         model = PowerBertClassifier(encoder, num_classes=self.num_classes, dropout=self.dropout)
         model.build()
@@ -109,8 +109,15 @@ class PowerBertClassifier(keras.Model):
         """This classifier's weights (encoder under Google's names, and the head) as a
         `BertWeights`, what every export format writes."""
         from powerbert_tf.checkpoints.bert_weights import BertWeights
+        from powerbert_tf.checkpoints.errors import CheckpointError
         from powerbert_tf.checkpoints.variable_names import google_variable_map
 
+        full = self.encoder.bert_config.num_attention_heads
+        if any(h != full for h in self.encoder.attention_heads):
+            raise CheckpointError(
+                f"this model's heads were pruned (heads per layer {list(self.encoder.attention_heads)} of {full}); "
+                f"BERT checkpoint formats have one head count for every layer, so it can only be saved "
+                f"as a .keras file or exported as a SavedModel")
         kernel, bias = (w.astype("float32") for w in self.head.get_weights())
         tensors = {n: v.numpy().astype("float32") for n, v in google_variable_map(self.encoder).items()}
         return BertWeights(self.encoder.bert_config, tensors, kernel, bias,

@@ -43,12 +43,20 @@ class PowerBertEncoder(keras.Model):
             still present) or "random" (Rand-WS: a seeded random `l_j` of them, the same for a
             given input in every batch); `HardExtract` and `elimination/word_selection.py`.
         selection_seed: "random" only: layer j's priorities are drawn from `(selection_seed, j)`.
+        attention_heads: optional list of L head counts, 1..num_attention_heads each: layer j has
+            that many heads of size hidden_size / num_attention_heads (a model whose heads were
+            pruned, `powerbert_tf.compression.prune_heads`). Default: num_attention_heads in
+            every layer.
 
     Call args:
         inputs: dict of int (B, T) tensors `input_ids`, `attention_mask` (default all ones) and
             `token_type_ids` (default zeros).
         return_details: also return per-layer lists `attention_probs` (B, H, T_j, T_j),
             `significance` (B, T_j) and `attention_masks` (B, T_j), T_j the length entering layer j.
+        return_hidden_states: also return `hidden_states`, the list of the L layers' outputs
+            (B, T_{j+1}, D) (what distillation matches between teacher and student).
+        head_mask: optional list of L float (H_j,) vectors multiplied into each layer's heads
+            (`SelfAttention.context`).
 
     Returns:
         dict with `sequence_output` (B, T_L, D), `pooled_output` (B, D) and `attention_mask`
@@ -60,7 +68,7 @@ class PowerBertEncoder(keras.Model):
                  attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
                  initializer_range=0.02, layer_norm_eps=1e-12, elimination="none", retention=None,
                  sequence_length=None, length_aware=False, relative_retention=False,
-                 word_selection="significance", selection_seed=0, **kwargs):
+                 word_selection="significance", selection_seed=0, attention_heads=None, **kwargs):
         super().__init__(**kwargs)
         self.bert_config = BertConfig(
             vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
@@ -83,6 +91,7 @@ class PowerBertEncoder(keras.Model):
         _check_word_selection(word_selection, self.elimination, self.length_aware, self.relative_retention)
         self.word_selection = word_selection
         self.selection_seed = selection_seed
+        self.attention_heads = _check_attention_heads(attention_heads, num_hidden_layers, num_attention_heads)
 
         # === Layers === (in this model's dtype policy, see `BertEmbeddings`)
         c, policy = self.bert_config, self.dtype_policy
@@ -92,7 +101,7 @@ class PowerBertEncoder(keras.Model):
             initializer_range=c.initializer_range, name="embeddings", dtype=policy)
         self.encoder_layers = [
             EncoderLayer(
-                c.hidden_size, c.num_attention_heads, c.intermediate_size, activation=c.keras_activation,
+                c.hidden_size, self.attention_heads[j], c.intermediate_size, activation=c.keras_activation,
                 dropout=c.hidden_dropout_prob, attention_dropout=c.attention_probs_dropout_prob,
                 layer_norm_eps=c.layer_norm_eps, initializer_range=c.initializer_range,
                 elimination=self.elimination,
@@ -100,7 +109,7 @@ class PowerBertEncoder(keras.Model):
                 sequence_length=self.sequence_length if self.elimination == "soft" else None,
                 relative=self.relative_retention and self.elimination == "soft",
                 word_selection=word_selection, selection_seed=selection_seed, layer_index=j,
-                name=f"layer_{j}", dtype=policy)
+                head_size=c.hidden_size // c.num_attention_heads, name=f"layer_{j}", dtype=policy)
             for j in range(c.num_hidden_layers)]
         self.pooler = keras.layers.Dense(
             c.hidden_size, activation="tanh", name="pooler", dtype=policy,
@@ -113,7 +122,7 @@ class PowerBertEncoder(keras.Model):
         self.pooler.build((None, self.bert_config.hidden_size))
         self.built = True
 
-    def call(self, inputs, training=None, return_details=False):
+    def call(self, inputs, training=None, return_details=False, return_hidden_states=False, head_mask=None):
         input_ids = _int_input(inputs, "input_ids")
         mask = _int_input(inputs, "attention_mask", default=tf.ones_like(input_ids))
         token_type_ids = _int_input(inputs, "token_type_ids", default=tf.zeros_like(input_ids))
@@ -128,11 +137,16 @@ class PowerBertEncoder(keras.Model):
             keeps = self.retention.scaled_lengths(input_length)
             if self.relative_retention:
                 budgets = self.retention.per_input_counts(tf.reduce_sum(mask, axis=1))
-        for layer, keep, budget in zip(self.encoder_layers, keeps, budgets):
+        head_masks = [None] * len(self.encoder_layers) if head_mask is None else list(head_mask)
+        if len(head_masks) != len(self.encoder_layers):
+            raise ValueError(f"head_mask has {len(head_masks)} entries for {len(self.encoder_layers)} layers")
+        hidden_states = []
+        for layer, keep, budget, layer_head_mask in zip(self.encoder_layers, keeps, budgets, head_masks):
             details["attention_masks"].append(mask)
             out = layer(hidden, mask, training=training, return_scores=return_details, keep=keep,
-                        budget=budget)
+                        budget=budget, head_mask=layer_head_mask)
             hidden, mask = out["hidden"], out["attention_mask"]
+            hidden_states.append(hidden)
             if return_details:
                 details["attention_probs"].append(out["attention_probs"])
                 details["significance"].append(out["significance"])
@@ -141,6 +155,8 @@ class PowerBertEncoder(keras.Model):
                    "attention_mask": mask}
         if return_details:
             outputs.update(details)
+        if return_hidden_states:
+            outputs["hidden_states"] = hidden_states
         return outputs
 
     @property
@@ -160,7 +176,7 @@ class PowerBertEncoder(keras.Model):
                       retention=list(self.retention.lengths) if self.retention else None,
                       sequence_length=self.sequence_length, length_aware=self.length_aware,
                       relative_retention=self.relative_retention, word_selection=self.word_selection,
-                      selection_seed=self.selection_seed)
+                      selection_seed=self.selection_seed, attention_heads=list(self.attention_heads))
         return config
 
     @classmethod
@@ -195,6 +211,18 @@ def _check_word_selection(word_selection, elimination, length_aware, relative_re
     if elimination != "hard" or scaled:
         raise ValueError(f"word_selection={word_selection!r} is for elimination='hard' with fixed counts; "
                          f"got elimination={elimination!r}" + "".join(f", {name}=True" for name in scaled))
+
+
+def _check_attention_heads(attention_heads, num_layers, num_heads):
+    """Per-layer head counts (default all heads everywhere); a layer keeps at least one head."""
+    if attention_heads is None:
+        return (num_heads,) * num_layers
+    heads = tuple(int(h) for h in attention_heads)
+    if len(heads) != num_layers:
+        raise ValueError(f"attention_heads has {len(heads)} entries for {num_layers} layers: {list(heads)}")
+    if any(h < 1 or h > num_heads for h in heads):
+        raise ValueError(f"attention_heads must each be in 1..{num_heads} (num_attention_heads), got {list(heads)}")
+    return heads
 
 
 def _hard_retention(retention, sequence_length, num_layers, relative):

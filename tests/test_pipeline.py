@@ -17,6 +17,7 @@ from training import fit_step
 from training.config import resolve_config
 from training.pipeline import Pipeline
 from training.run_dir import RunConfigMismatch, RunDir
+from training.task_data import TaskData
 from training.user_task import user_task
 
 N = 16
@@ -184,7 +185,7 @@ def test_length_aware_retrain_sees_bucketed_batches(tiny, finished, tmp_path, mo
 @pytest.mark.slow
 def test_relative_retention_searches_and_retrains_on_bucketed_batches(tiny, finished, tmp_path, monkeypatch):
     seen_lengths = set()
-    real_plan = Pipeline._train_plan
+    real_plan = TaskData.train_plan
 
     def spy(self, step, bucket, drop_remainder):
         make_stream, total = real_plan(self, step, bucket, drop_remainder)
@@ -192,7 +193,7 @@ def test_relative_retention_searches_and_retrains_on_bucketed_batches(tiny, fini
             seen_lengths.update(int(x["input_ids"].shape[1]) for x, _ in make_stream(0))
         return make_stream, total
 
-    monkeypatch.setattr(Pipeline, "_train_plan", spy)
+    monkeypatch.setattr(TaskData, "train_plan", spy)
     copy_run(finished[1], tmp_path, FINETUNE_ONLY)  # the setting changes the search and re-training
     summary = run(tiny, tmp_path, relative_retention=True)
     assert len(seen_lengths) > 1 and max(seen_lengths) < N  # trimmed to each batch's longest

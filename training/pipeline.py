@@ -6,18 +6,16 @@ import time
 import keras
 import tensorflow as tf
 
-from powerbert_tf import PowerBertClassifier, RetentionConfig, load_tokenizer
+from powerbert_tf import PowerBertClassifier, RetentionConfig
 from powerbert_tf.loading import resolve_checkpoint
 from powerbert_tf.bert_config import BertConfig
 from training.config import STEPS, TrainConfig, differences_from_paper
-from training.data import holdout_indices
 from training.fit_step import best_model_path, checkpointed_fit, evaluate
-from training.input_pipeline import count_batches, epoch_stream, make_dataset
 from training.plots import plot_retention
 from training.run_dir import RunDir
 from training.schedules import WarmupLinearDecay
 from training.search import ConfigurationSearch, run_search
-from training.task_source import load_examples
+from training.task_data import TaskData
 from training.tasks import get_task
 
 
@@ -30,18 +28,11 @@ class Pipeline:
         self.config, self.run_dir, self.verbose = config, RunDir(out_dir), verbose
         self.strategy = strategy or tf.distribute.get_strategy()
         self.task = task or get_task(config.task)
-        # Everything that can be wrong with the input is checked here, before any training.
         # Built-in tasks go through a tfds builder; the local one prepares into the run directory,
         # so a run's prepared data always comes from its own data directory.
         cache = self.run_dir.file("tfds") if config.data_source == "local" else None
-        self.train, self.dev = (load_examples(self.task, split, source=config.data_source, data_dir=data_dir,
-                                              cache_dir=cache) for split in ("train", "dev"))
-        # Checkpoints are chosen on `selection`: by default the dev set (as the paper's code
-        # did, so dev figures are optimistic), or a seeded part of train held out from training.
-        self.selection = self.dev
-        if config.selection_holdout:
-            keep, held = holdout_indices(len(self.train), config.selection_holdout, config.seed)
-            self.train, self.selection = self.train.take(keep), self.train.take(held)
+        self.data = TaskData(config, self.task, data_dir=data_dir, cache_dir=cache)
+        self.train, self.dev, self.selection = self.data.train, self.data.dev, self.data.selection
         source = resolve_checkpoint(config.init)
         bert = BertConfig.from_json_file(source.config_path)
         if config.max_length > bert.max_position_embeddings:
@@ -49,42 +40,15 @@ class Pipeline:
                              f"max_position_embeddings={bert.max_position_embeddings}")
         if config.retention is not None:
             config.retention_config.check_num_layers(bert.num_hidden_layers)
-        self.tokenizer = load_tokenizer(config.init)
+        self.tokenizer = self.data.tokenizer
         self.run_dir.start(config, self.task)
 
     # === Data ===
     def _loss(self, reduction="sum_over_batch_size"):
-        if self.task.is_regression:
-            return keras.losses.MeanSquaredError(reduction=reduction)
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
-
-    def _dataset(self, examples, *, epoch=0, subset=None, bucket=False, shuffle=True, drop_remainder=False,
-                 batch_size=None):
-        c = self.config
-        return make_dataset(examples, self.tokenizer, c.max_length, batch_size or c.batch_size,
-                            is_regression=self.task.is_regression, shuffle=shuffle, seed=c.seed + epoch,
-                            subset=subset, subset_seed=c.seed, bucket=bucket, drop_remainder=drop_remainder)
+        return self.data.loss(reduction)
 
     def dev_dataset(self, bucket=False):
-        return self._dataset(self.dev, subset=self.config.dev_subset, shuffle=False, batch_size=64, bucket=bucket)
-
-    def selection_dataset(self, bucket=False):
-        if self.selection is self.dev:
-            return self.dev_dataset(bucket)
-        return self._dataset(self.selection, shuffle=False, batch_size=64, bucket=bucket)
-
-    def _train_plan(self, step, bucket, drop_remainder):
-        """(make_stream(skip), batches per epoch x epochs) for a step."""
-        subset = self.config.subset_for(step)
-        epochs = self.config.epochs_for(step)
-        make_epoch = lambda e: self._dataset(self.train, epoch=e, subset=subset, bucket=bucket,
-                                             drop_remainder=drop_remainder)
-        if bucket:  # partial batches per bucket: count them once
-            per_epoch = int(make_epoch(0).reduce(0, lambda n, _: n + 1))
-        else:
-            n = min(subset or len(self.train.text), len(self.train.text))
-            per_epoch = count_batches(n, self.config.batch_size, drop_remainder)
-        return (lambda skip: epoch_stream(make_epoch, epochs, skip)), per_epoch * epochs
+        return self.data.dev_dataset(bucket)
 
     # === Steps ===
     def run(self, steps=STEPS):
@@ -110,12 +74,12 @@ class Pipeline:
         return model
 
     def _fit(self, step, build_model, bucket, dev_bucket=False):
-        make_stream, total = self._train_plan(step, bucket=bucket, drop_remainder=False)
+        make_stream, total = self.data.train_plan(step, bucket=bucket, drop_remainder=False)
         progress = checkpointed_fit(
             lambda steps: self._compile(build_model(), steps), make_stream, total,
-            self.selection_dataset(bucket=dev_bucket), self.task, self.run_dir.step_dir(step),
+            self.data.selection_dataset(bucket=dev_bucket), self.task, self.run_dir.step_dir(step),
             self.run_dir.log_dir(step), self.config.checkpoint_every, self.verbose,
-            selection_name="dev" if self.selection is self.dev else "held-out")
+            selection_name=self.data.selection_name)
         best = best_model_path(self.run_dir.step_dir(step))
         chosen_on = progress["best"]["dev"]
         dev = chosen_on if self.selection is self.dev else evaluate(
@@ -134,7 +98,7 @@ class Pipeline:
         finetuned = self.run_dir.load_model("finetune")
         # Relative retention weights cover fractions of each input, so padding does not matter and
         # the search runs on length-bucketed batches like fine-tuning.
-        make_stream, total = self._train_plan("search", bucket=c.relative_retention, drop_remainder=True)
+        make_stream, total = self.data.train_plan("search", bucket=c.relative_retention, drop_remainder=True)
         with self.strategy.scope():
             model = finetuned.with_elimination(elimination="soft", sequence_length=c.max_length,
                                                relative_retention=c.relative_retention)

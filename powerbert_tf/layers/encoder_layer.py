@@ -37,6 +37,8 @@ class EncoderLayer(keras.layers.Layer):
             "head" or "random" (`HardExtract`); other modes accept only "significance".
         selection_seed, layer_index: "random" only: the layer's priority table is drawn from
             `(selection_seed, layer_index)`.
+        head_size: size of each attention head (default hidden_size / num_heads); a layer whose
+            heads were pruned keeps its head size with fewer heads.
 
     Call args:
         hidden: float (B, T, D).
@@ -46,6 +48,7 @@ class EncoderLayer(keras.layers.Layer):
         keep: hard mode: override `keep` for this call (length-aware retention).
         budget: hard mode: int (B,) word vectors each input keeps, each <= keep (relative
             retention); the others are masked out.
+        head_mask: optional float (H,) multiplied into each head's context (`SelfAttention`).
 
     Returns:
         dict with `hidden` (B, T', D) and `attention_mask` (B, T'), T' = min(keep, T) in hard
@@ -55,7 +58,7 @@ class EncoderLayer(keras.layers.Layer):
     def __init__(self, hidden_size, num_heads, intermediate_size, activation="gelu", dropout=0.1,
                  attention_dropout=0.1, layer_norm_eps=1e-12, initializer_range=0.02,
                  elimination="none", keep=None, sequence_length=None, relative=False,
-                 word_selection="significance", selection_seed=0, layer_index=0, **kwargs):
+                 word_selection="significance", selection_seed=0, layer_index=0, head_size=None, **kwargs):
         super().__init__(**kwargs)
         if elimination not in ELIMINATION_MODES:
             raise ValueError(f"elimination must be one of {ELIMINATION_MODES}, got {elimination!r}")
@@ -83,6 +86,7 @@ class EncoderLayer(keras.layers.Layer):
         self.word_selection = word_selection
         self.selection_seed = selection_seed
         self.layer_index = layer_index
+        self.head_size = head_size
 
         # === Layers === (in this layer's dtype policy, see `BertEmbeddings`)
         def init():
@@ -90,7 +94,8 @@ class EncoderLayer(keras.layers.Layer):
 
         policy = self.dtype_policy
         self.attention = SelfAttention(hidden_size, num_heads, dropout=attention_dropout,
-                                       initializer_range=initializer_range, name="attention", dtype=policy)
+                                       initializer_range=initializer_range, head_size=head_size,
+                                       name="attention", dtype=policy)
         self.attention_dropout_layer = keras.layers.Dropout(dropout, dtype=policy)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm",
                                                               dtype=policy)
@@ -120,10 +125,11 @@ class EncoderLayer(keras.layers.Layer):
         self.output_norm.build(shape)
         self.built = True
 
-    def call(self, hidden, attention_mask, training=None, return_scores=False, keep=None, budget=None):
+    def call(self, hidden, attention_mask, training=None, return_scores=False, keep=None, budget=None,
+             head_mask=None):
         if self._keeps_one(hidden, keep) and not return_scores:
-            return self._call_keeping_cls(hidden, attention_mask, training)
-        context, probs = self.attention.context(hidden, attention_mask, training=training)
+            return self._call_keeping_cls(hidden, attention_mask, training, head_mask)
+        context, probs = self.attention.context(hidden, attention_mask, training=training, head_mask=head_mask)
         outputs = {}
         if self.extract is not None or return_scores:
             scores = significance_scores(probs, attention_mask)
@@ -144,12 +150,13 @@ class EncoderLayer(keras.layers.Layer):
         keep = self.keep if keep is None else keep
         return self.elimination == "hard" and isinstance(keep, int) and (keep == 1 or hidden.shape[1] == 1)
 
-    def _call_keeping_cls(self, hidden, attention_mask, training):
+    def _call_keeping_cls(self, hidden, attention_mask, training, head_mask):
         # [CLS] ranks first whatever the scores, in every word selection, so none are needed and
         # of all the queries only [CLS]'s (keys and values still come from every position).
         unscored = tf.zeros(tf.shape(attention_mask), tf.float32)
         kept, kept_mask, positions = self.extract(hidden, attention_mask, unscored, keep=1)
-        context, _ = self.attention.context(hidden, attention_mask, training=training, query_positions=positions)
+        context, _ = self.attention.context(hidden, attention_mask, training=training, query_positions=positions,
+                                            head_mask=head_mask)
         hidden = self._attention_output(kept, context, training)
         return {"hidden": self._feed_forward(hidden, training), "attention_mask": kept_mask}
 
@@ -170,5 +177,5 @@ class EncoderLayer(keras.layers.Layer):
                       elimination=self.elimination, keep=self.keep,
                       sequence_length=self.sequence_length, relative=self.relative,
                       word_selection=self.word_selection, selection_seed=self.selection_seed,
-                      layer_index=self.layer_index)
+                      layer_index=self.layer_index, head_size=self.head_size)
         return config

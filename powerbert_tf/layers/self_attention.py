@@ -12,7 +12,8 @@ from powerbert_tf.serialization import register
 class SelfAttention(keras.layers.Layer):
     """BERT self-attention: query/key/value projections, masked softmax, output projection.
 
-    Letters: B batch, T sequence length, D hidden size, H heads, d = D / H.
+    Letters: B batch, T sequence length, D hidden size, H heads, d head size (D / H unless
+    `head_size` says otherwise: a layer with pruned heads keeps d and has fewer heads).
     Only TFLite builtin ops (reshape/transpose/matmul/expand_dims; no einsum, no `x[:, None]`).
 
     Call args:
@@ -27,51 +28,58 @@ class SelfAttention(keras.layers.Layer):
     between (each output row depends only on its own query's row of `probs`).
     """
 
-    def __init__(self, hidden_size, num_heads, dropout=0.1, initializer_range=0.02, **kwargs):
+    def __init__(self, hidden_size, num_heads, dropout=0.1, initializer_range=0.02, head_size=None, **kwargs):
         super().__init__(**kwargs)
-        if hidden_size % num_heads:
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be >= 1, got {num_heads}")
+        if head_size is None and hidden_size % num_heads:
             raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.dropout = dropout
         self.initializer_range = initializer_range
-        self.head_size = hidden_size // num_heads
+        self.head_size = head_size or hidden_size // num_heads
+        self.inner_size = self.num_heads * self.head_size
 
         # === Layers ===
-        def dense(name):
+        def dense(name, units):
             return keras.layers.Dense(
-                hidden_size, name=name, dtype=self.dtype_policy,
+                units, name=name, dtype=self.dtype_policy,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
-        self.query = dense("query")
-        self.key = dense("key")
-        self.value = dense("value")
-        self.output_dense = dense("output")
+        self.query = dense("query", self.inner_size)
+        self.key = dense("key", self.inner_size)
+        self.value = dense("value", self.inner_size)
+        self.output_dense = dense("output", hidden_size)
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
-        for layer in (self.query, self.key, self.value, self.output_dense):
+        for layer in (self.query, self.key, self.value):
             layer.build((None, None, self.hidden_size))
+        self.output_dense.build((None, None, self.inner_size))
         self.built = True
 
     def _split_heads(self, x, batch, length):
         x = tf.reshape(x, [batch, length, self.num_heads, self.head_size])
         return tf.transpose(x, [0, 2, 1, 3])  # (B, H, T, d)
 
-    def call(self, hidden, attention_mask, training=None):
-        context, probs = self.context(hidden, attention_mask, training=training)
+    def call(self, hidden, attention_mask, training=None, head_mask=None):
+        context, probs = self.context(hidden, attention_mask, training=training, head_mask=head_mask)
         return self.project(context), probs
 
-    def context(self, hidden, attention_mask, training=None, query_positions=None):
+    def context(self, hidden, attention_mask, training=None, query_positions=None, head_mask=None):
         """The attention-weighted values before the output projection.
 
         Args:
             query_positions: optional int32 (B, Q): compute only these query rows (keys and
                 values still come from all T positions). Default: all T.
+            head_mask: optional float (H,): each head's context is multiplied by its entry (0
+                silences a head; the gradient of the loss with respect to it is Michel et al.'s
+                head importance).
 
         Returns:
-            `(context, probs)`: float (B, Q, D), one row per query, and the float32 probabilities
-            (B, H, Q, T) before dropout.
+            `(context, probs)`: float (B, Q, H * d), one row per query, and the float32
+            probabilities (B, H, Q, T) before dropout.
         """
         batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
         queries, num_queries = hidden, length
@@ -92,15 +100,17 @@ class SelfAttention(keras.layers.Layer):
 
         dropped = tf.cast(self.dropout_layer(probs, training=training), v.dtype)
         context = tf.matmul(dropped, v)  # (B, H, Q, d)
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, num_queries, self.hidden_size])
+        if head_mask is not None:
+            context = context * tf.reshape(tf.cast(head_mask, context.dtype), [1, self.num_heads, 1, 1])
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, num_queries, self.inner_size])
         return context, probs
 
     def project(self, context):
-        """Output projection of `context` rows: float (B, Q, D) -> (B, Q, D), Q any number of rows."""
+        """Output projection of `context` rows: float (B, Q, H * d) -> (B, Q, D), Q any number of rows."""
         return self.output_dense(context)
 
     def get_config(self):
         config = super().get_config()
         config.update(hidden_size=self.hidden_size, num_heads=self.num_heads, dropout=self.dropout,
-                      initializer_range=self.initializer_range)
+                      initializer_range=self.initializer_range, head_size=self.head_size)
         return config
