@@ -20,6 +20,7 @@ from benchmarks.run_models import RunModels
 from benchmarks.settings import (DEFAULT_BATCH_SIZES, DEFAULT_REPEATS, QUICK_BATCH_SIZES, QUICK_EXAMPLES,
                                  QUICK_REPEATS, BenchError)
 from benchmarks import peers
+from benchmarks.timing import assemble, time_pass, warm_up
 from benchmarks.stats import (accuracy, kept_function, length_aware_rows, matmul_work, peer_comparison,
                               result_rows, rotated, token_layers, xla_rows)
 from benchmarks.variants import (Exports, artifact_for, make_batches, make_runner, reference_ids,
@@ -95,7 +96,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     for b in batch_sizes:
         for v in chosen:
             # XLA compiles once per shape: every shape is warmed up, dynamic or not.
-            warmup[(v.id, b)] = _warm_up(runners[v.id], batches[(v.batching, b)],
+            warmup[(v.id, b)] = warm_up(runners[v.id], batches[(v.batching, b)],
                                          v.dynamic and v.runtime != "xla")
         log(f"  warm-up batch {b}: " + ", ".join(f"{v.id} {warmup[(v.id, b)]['first_call_s']:.1f}s"
                                                  for v in chosen))
@@ -179,12 +180,15 @@ def _positive_ints(values, what):
 
 def _examples(examples, task, data_dir, subset):
     """(texts, texts_b or None, int labels, description) of the benchmarked sentences."""
-    from training.data import read_split, resolve_data_dir
+    from training.data import DataError, read_split, resolve_data_dir
     from training.input_pipeline import subset_indices
 
     if examples is None:
         examples = read_split(task, "dev", data_dir)  # DataError (a ValueError) names the file
-        note = f"{os.path.relpath(examples.path, resolve_data_dir(data_dir))} under the data directory"
+        try:
+            note = f"{os.path.relpath(examples.path, resolve_data_dir(data_dir))} under the data directory"
+        except DataError:  # the user's own files: no data directory involved
+            note = os.path.basename(examples.path)
     else:
         note = "examples passed in"
     if isinstance(examples, tuple):
@@ -243,44 +247,12 @@ def _rounds(chosen, runners, batches, batch_sizes, repeats, n, log):
                 plan, m = batches[(v.batching, b)], measurements[(v.id, b)]
                 gc.collect()
                 with PeakRss() as memory:
-                    latencies, outputs = _time_pass(runners[v.id], plan)
+                    latencies, outputs = time_pass(runners[v.id], plan)
                 m["pass_seconds"].append(float(latencies.sum()))
                 m["latencies"].append(latencies)
                 m["peak_rss_mb"].append(memory.peak_mb)
                 if r == 0:
-                    m["logits"] = _assemble(outputs, plan.indices, n)
+                    m["logits"] = assemble(outputs, plan.indices, n)
                 done.append(f"{v.id} {latencies.sum():.2f}s")
             log(f"  round {r + 1}/{repeats} batch {b}: " + ", ".join(done))
     return measurements
-
-
-def _time_pass(run, plan):
-    latencies, outputs = np.empty(len(plan.inputs)), []
-    for i, batch in enumerate(plan.inputs):
-        t0 = time.perf_counter()
-        outputs.append(run(batch))
-        latencies[i] = time.perf_counter() - t0
-    return latencies, outputs
-
-
-def _assemble(outputs, indices, n):
-    logits = np.zeros((n,) + np.shape(outputs[0])[1:], np.float32)
-    for out, idx in zip(outputs, indices):
-        logits[idx] = out
-    return logits
-
-
-def _warm_up(run, plan, dynamic):
-    """Call each distinct shape twice (dynamic: the shortest and longest batch); the first call
-    traces, compiles (XLA) or plans (onnxruntime); first minus second estimates that overhead."""
-    picks = [0, len(plan.inputs) - 1] if dynamic else plan.distinct_shape_batches()
-    first = overhead = 0.0
-    for i in sorted(set(picks)):
-        times = []
-        for _ in range(2):
-            t0 = time.perf_counter()
-            run(plan.inputs[i])
-            times.append(time.perf_counter() - t0)
-        first += times[0]
-        overhead += max(times[0] - times[1], 0.0)
-    return {"shapes": len(set(picks)), "first_call_s": first, "overhead_s": overhead}

@@ -310,13 +310,9 @@ class Exports:
 def make_runner(variant, models, exports, threads):
     """A callable timing code can call on a batch; it returns the logits as a numpy array."""
     if variant.runtime == "keras":
-        import tensorflow as tf
+        from benchmarks.timing import keras_runner
 
-        model = models.get(variant.model)
-        width = None if variant.dynamic else models.max_length
-        spec = {name: tf.TensorSpec((None, width), tf.int32) for name in INPUT_NAMES}
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        return lambda batch: fn(batch).numpy()
+        return keras_runner(models.get(variant.model), None if variant.dynamic else models.max_length)
     if variant.runtime == "torch_eager":
         return peers.torch_runner(models.get(variant.model), threads)
     if variant.runtime in peers.PEER_KINDS:

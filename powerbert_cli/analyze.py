@@ -2,6 +2,8 @@
 
 - `mi`: mutual information between the fine-tuned model's label and its label with the word of
   the k-th highest significance eliminated at block j (supplementary section 1.1, Figure 1).
+- `pareto`: dev metric against inference time for PoWER-BERT runs and the baselines of
+  `powerbert baseline`, all timed in one run (supplementary section 1.2, Figure 2).
 
 Imports no TensorFlow at module level, so `powerbert --help` stays fast.
 """
@@ -10,7 +12,7 @@ import argparse
 
 
 def add_analyze_parser(commands):
-    analyze = commands.add_parser("analyze", help="the paper's analyses of a run (mi)",
+    analyze = commands.add_parser("analyze", help="the paper's analyses of a run (mi, pareto)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     analyses = analyze.add_subparsers(dest="analysis", required=True)
     mi = analyses.add_parser(
@@ -28,6 +30,22 @@ def add_analyze_parser(commands):
     mi.add_argument("--data-dir", default=None, help="directory holding glue/ (default: $POWERBERT_DATA_DIR)")
     mi.add_argument("--out", required=True, help="directory for mi.json and mi.png")
     mi.add_argument("--quiet", action="store_true", help="no progress bar")
+    pareto = analyses.add_parser(
+        "pareto", help="accuracy vs inference time of PoWER-BERT and baselines (supplementary Figure 2)",
+        description="Time the fine-tuned BERT of --teacher, the re-trained model of every --power run "
+                    "(a lambda sweep: several runs) and every point of every --baseline directory "
+                    "(`powerbert baseline`) over the task's dev sentences, in one run: the same batches, "
+                    "the same runtime (in-memory Keras, tf.function), interleaved repeats, padded to N "
+                    "and in length-sorted dynamic batches. Writes DIR/pareto.json, pareto.md (seeds "
+                    "averaged) and pareto.png.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pareto.add_argument("--teacher", required=True, help="run directory whose fine-tuned model is the BERT point")
+    pareto.add_argument("--power", nargs="*", default=[], metavar="RUN", help="PoWER-BERT run directories")
+    pareto.add_argument("--baseline", nargs="*", default=[], metavar="DIR", help="baseline directories")
+    pareto.add_argument("--batch-size", type=int, default=32, help="inference batch size")
+    pareto.add_argument("--repeats", type=int, default=3, help="interleaved timed passes per point")
+    pareto.add_argument("--examples", type=int, default=None, help="time a seeded subset of dev (default: all)")
+    pareto.add_argument("--data-dir", default=None, help="directory holding glue/ (default: $POWERBERT_DATA_DIR)")
+    pareto.add_argument("--out", required=True, help="directory for pareto.json, pareto.md and pareto.png")
     return analyze
 
 
@@ -43,7 +61,9 @@ def parse_blocks(text):
 
 
 def analyze_command(args):
-    """Run the chosen analysis (`mi`, the only one so far) and print its summary."""
+    """Run the chosen analysis and print its summary."""
+    if args.analysis == "pareto":
+        return _pareto(args)
     from analysis.mi_experiment import analyze_mi, write_report
 
     if args.examples < 1:
@@ -55,4 +75,18 @@ def analyze_command(args):
         shown = ", ".join(f"k={k}: {result['mi'][k - 1]:.3f}" for k in (1, 2, 5, 10) if k <= len(result["mi"]))
         print(f"block {result['block']}: MI {shown}")
     print(f"H(X) = {report['h_x']:.3f}; wrote {json_path} and {png_path}")
+    return 0
+
+
+def _pareto(args):
+    from benchmarks.pareto import run_pareto
+
+    if args.batch_size < 1 or args.repeats < 1 or (args.examples is not None and args.examples < 1):
+        raise ValueError("--batch-size, --repeats and --examples must be >= 1")
+    report = run_pareto(args.teacher, args.power, args.baseline, out=args.out, data_dir=args.data_dir,
+                        batch_size=args.batch_size, repeats=args.repeats, subset=args.examples)
+    for g in report["groups"]:
+        print(f"{g['method']:<12} {g['setting']:<16} {report['metric']} {g['metric_mean']:.4f}  "
+              f"speed-up padded {g['speedup']['padded']:.2f}x, dynamic {g['speedup']['dynamic']:.2f}x")
+    print(f"wrote {report['paths']['md']}, {report['paths']['json']} and {report['paths']['png']}")
     return 0

@@ -26,12 +26,13 @@ def add_baseline_parser(commands):
                                  "(PKD-Skip pairs); defaults T 10, alpha 0.5, beta 100 from the "
                                  "supplementary's ranges")):
         p = methods.add_parser(method, help=text, description=text + ". Trains with the teacher run's data "
-                               "settings (subset, epochs, checkpoint selection); --lr and --batch-size "
-                               "override its values.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               "settings (subset, epochs, checkpoint selection); --lr, --batch-size and "
+                               "--epochs override its values.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         _common(p)
         p.add_argument("--layers", type=int, required=True, help="student layers K")
         p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the teacher run's)")
         p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the teacher run's)")
+        p.add_argument("--epochs", type=int, default=None, help="epochs (default: the teacher run's fine-tuning epochs)")
         p.add_argument("--temperature", type=float, default=None, help="softmax temperature T")
         p.add_argument("--alpha", type=float, default=None, help="weight of the soft loss (hard: 1 - alpha)")
         p.add_argument("--beta", type=float, default=None, help="weight of the patient loss")
@@ -72,7 +73,7 @@ def baseline_command(args):
     from training.baselines.students import StudentSettings, train_student
 
     settings = StudentSettings(args.method, args.layers, seed=args.seed, lr=args.lr, batch_size=args.batch_size,
-                               temperature=args.temperature, alpha=args.alpha, beta=args.beta)
+                               temperature=args.temperature, alpha=args.alpha, beta=args.beta, epochs=args.epochs)
     info = train_student(args.teacher, settings, args.out, data_dir=args.data_dir,
                          verbose=2 if args.quiet else 1, command=command)
     print(f"{args.method} student, {info['layers']} layers: dev {info['dev']['primary']:.4f} "

@@ -39,6 +39,7 @@ class StudentSettings:
     temperature: float = None  # default: 2 (DistilBERT), 10 (PKD, middle of {5, 10, 20})
     alpha: float = None  # default: 1 (DistilBERT), 0.5 (PKD, middle of {0.2, 0.5, 0.7})
     beta: float = None  # default: 0 (DistilBERT), 100 (PKD, from {10, 100, 500, 1000})
+    epochs: int = None
 
     def resolved(self):
         if self.method not in STUDENT_METHODS:
@@ -74,7 +75,8 @@ def train_student(teacher_run, settings: StudentSettings, out, data_dir=None, ve
         pairs, soft_kind = pkd_layer_pairs(total_layers, settings.layers), "cross_entropy"
     config = dataclasses.replace(teacher_config, seed=settings.seed,
                                  lr_bert=settings.lr or teacher_config.lr_bert,
-                                 batch_size=settings.batch_size or teacher_config.batch_size)
+                                 batch_size=settings.batch_size or teacher_config.batch_size,
+                                 epochs=settings.epochs or teacher_config.epochs_for("finetune"))
     directory = BaselineDir(out)
     directory.start({"method": settings.method, "teacher": run.path, "task": task.name,
                      "settings": dataclasses.asdict(settings), "command": command})
