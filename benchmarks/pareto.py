@@ -114,17 +114,17 @@ def collect_points(teacher, power_runs, baseline_dirs):
 def run_pareto(teacher, power_runs=(), baseline_dirs=(), *, out, data_dir=None, batch_size=32, repeats=3,
                subset=None, log=print, command=None):
     """Time every point in both batchings and write `out/pareto.{json,md,png}`; returns the report."""
-    from benchmarks.run import _examples, _set_threads
+    from benchmarks.run import bench_examples, set_threads
     from powerbert_tf import load_tokenizer
     from training.metrics import compute_metrics
     from training.run_dir import RunDir
 
     started = time.perf_counter()
-    threads = _set_threads(2)
+    threads = set_threads(2)
     run = RunDir(teacher)
     config, task = run.read_config(), run.read_task()
     points = collect_points(teacher, power_runs, baseline_dirs)
-    texts, text_b, labels, data_note = _examples(None, task, data_dir, subset)
+    texts, text_b, labels, data_note = bench_examples(None, task, data_dir, subset)
     tokenizer = load_tokenizer(config.init)
     features = {k: v.numpy() for k, v in tokenizer(texts, text_b, max_length=config.max_length).items()}
     batches = {"padded": make_batches(features, batch_size, False), "dynamic": make_batches(features, batch_size, True)}
@@ -162,6 +162,11 @@ def run_pareto(teacher, power_runs=(), baseline_dirs=(), *, out, data_dir=None, 
     groups = summarize_groups(rows)
     for group in groups:
         group["speedup"] = {b: teacher_ms[b] / group[f"ms_{b}"] for b in BATCHINGS}
+        group["on_front"] = {}
+    for b in BATCHINGS:
+        front = set(pareto_front([(g[f"ms_{b}"], g["metric_mean"]) for g in groups]))
+        for i, group in enumerate(groups):
+            group["on_front"][b] = i in front
     report = {"task": task.name, "metric": task.primary_metric, "data": data_note, "n_examples": len(texts),
               "max_length": config.max_length, "batch_size": batch_size, "repeats": repeats,
               "runtime": "in-memory Keras model in a tf.function (the bench's keras runtime)",
@@ -180,10 +185,8 @@ def write_pareto_report(report, out):
     os.makedirs(out, exist_ok=True)
     paths = {"json": os.path.join(out, "pareto.json"), "md": os.path.join(out, "pareto.md"),
              "png": os.path.join(out, "pareto.png")}
-    slim = dict(report, rows=[{k: v for k, v in row.items() if k != "timing"} | {
-        "timing": {b: {k: t for k, t in row["timing"][b].items()} for b in BATCHINGS}} for row in report["rows"]])
     with open(paths["json"], "w") as f:
-        json.dump(slim, f, indent=2, default=float)
+        json.dump(report, f, indent=2, default=float)
     with open(paths["md"], "w") as f:
         f.write(pareto_markdown(report))
     plot_pareto(report, paths["png"])
@@ -197,15 +200,17 @@ def pareto_markdown(report):
              f"Every point timed in this one run: {report['runtime']}, batch {report['batch_size']}, "
              f"{report['repeats']} interleaved repeats (median pass), N = {report['max_length']}. "
              f"*padded*: every batch padded to N (the paper's setting); *dynamic*: length-sorted batches "
-             f"padded to their longest. Speed-up is against the fine-tuned BERT in the same batching. "
+             f"padded to their longest. Speed-up is against the fine-tuned BERT in the same batching "
+             f"(* marks the points no other point beats on both time and {metric} in that batching). "
              f"{metric} comes from each model's own timed pass; mean +- std over the seeds listed.", "",
              f"| method | setting | seeds | dev {metric} | ms/example padded | speed-up padded | "
              f"ms/example dynamic | speed-up dynamic |", "|---|---|---|---|---|---|---|---|"]
     for g in report["groups"]:
         std = f" +- {100 * g['metric_std']:.2f}" if g["metric_std"] is not None else ""
         lines.append(f"| {g['method']} | {g['setting']} | {','.join(map(str, g['seeds']))} | "
-                     f"{100 * g['metric_mean']:.2f}{std} | {g['ms_padded']:.3f} | {g['speedup']['padded']:.2f}x | "
-                     f"{g['ms_dynamic']:.3f} | {g['speedup']['dynamic']:.2f}x |")
+                     f"{100 * g['metric_mean']:.2f}{std} | {g['ms_padded']:.3f} | {g['speedup']['padded']:.2f}x"
+                     f"{'*' if g['on_front']['padded'] else ''} | {g['ms_dynamic']:.3f} | "
+                     f"{g['speedup']['dynamic']:.2f}x{'*' if g['on_front']['dynamic'] else ''} |")
     lines += ["", "Points (one row per model):", "", "| method | setting | seed | source | dev " + metric +
               " | ms/example padded (min-max) | ms/example dynamic (min-max) |", "|---|---|---|---|---|---|---|"]
     for row in report["rows"]:

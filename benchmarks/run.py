@@ -49,7 +49,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         BenchError (a ValueError): bad run directory, missing models, options or data.
     """
     started = time.perf_counter()
-    thread_info = _set_threads(threads)
+    thread_info = set_threads(threads)
     from powerbert_tf import load_tokenizer
     from training.metrics import compute_metrics
 
@@ -74,7 +74,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     chosen = [v for v in chosen if v.id not in relative_skips]
     models = RunModels(run_dir, tokenizer or load_tokenizer(config.init), task,
                        needed={v.model for v in chosen})
-    texts, text_b, labels, data_note = _examples(examples, task, data_dir,
+    texts, text_b, labels, data_note = bench_examples(examples, task, data_dir,
                                                  subset or (QUICK_EXAMPLES if quick else None))
     features = {k: v.numpy() for k, v in models.tokenizer(texts, text_b, max_length=models.max_length).items()}
     n = len(texts)
@@ -156,7 +156,7 @@ def portable_path(path):
     return os.path.relpath(path)
 
 
-def _set_threads(threads):
+def set_threads(threads):
     import tensorflow as tf
 
     if threads is not None:
@@ -178,7 +178,7 @@ def _positive_ints(values, what):
     return values
 
 
-def _examples(examples, task, data_dir, subset):
+def bench_examples(examples, task, data_dir, subset):
     """(texts, texts_b or None, int labels, description) of the benchmarked sentences."""
     from training.data import DataError, read_split, resolve_data_dir
     from training.input_pipeline import subset_indices
