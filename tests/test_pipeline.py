@@ -17,6 +17,7 @@ from training import fit_step
 from training.config import resolve_config
 from training.pipeline import Pipeline
 from training.run_dir import RunConfigMismatch, RunDir
+from training.input_pipeline import make_dataset
 from training.task_data import TaskData
 from training.user_task import user_task
 
@@ -264,3 +265,23 @@ def test_killed_finetune_resumes_from_checkpoint_and_matches_uninterrupted(tiny,
             open(tmp_path / "reference" / "finetune" / "progress.json") as g:
         steps = [h["step"] for h in json.load(f)["history"]]
         assert steps == [h["step"] for h in json.load(g)["history"]] == [4, 8, 12, 16, 20, 24]
+
+
+def test_evaluate_scores_a_regression_task_from_its_pipeline_batches():
+    # make_dataset carries regression labels as (B, 1); the metrics take 1-D scores (STS-B used
+    # to stop at its first dev evaluation).
+    import tensorflow as tf
+
+    from training.data import Examples
+    from training.tasks import get_task
+
+    task = get_task("stsb")
+    scores = [0.5, 4.0, 2.5, 3.0, 1.0]
+    examples = Examples(["a b", "c d", "e", "f g h", "i"], ["x", "y", "z", "w", "v"], np.float32(scores),
+                        np.arange(1, 6), "dev.tsv")
+    tokenizer = lambda a, b, max_length: {"input_ids": tf.zeros((tf.shape(a)[0], 4), tf.int32)}
+    ds = make_dataset(examples, tokenizer, 4, 2, is_regression=True)
+    batches = iter([tf.constant([[1.0], [2.0]]), tf.constant([[4.0], [3.0]]), tf.constant([[0.0]])])
+    metrics = fit_step.evaluate(lambda features, training: next(batches), ds, task)
+    # Predictions 1, 2, 4, 3, 0 against 0.5, 4, 2.5, 3, 1: ranks 2,3,5,4,1 vs 1,5,3,4,2.
+    assert metrics["spearman"] == pytest.approx(1 - 6 * (1 + 4 + 4 + 0 + 1) / (5 * 24))

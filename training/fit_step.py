@@ -38,6 +38,8 @@ def predict_logits(model, dev_ds):
 
 def evaluate(model, dev_ds, task):
     logits, labels = predict_logits(model, dev_ds)
+    if task.is_regression:  # the pipeline carries scores as (B, 1), like the regression head's output
+        labels = labels.reshape(-1)
     return compute_metrics(task, labels, logits)
 
 
