@@ -80,8 +80,8 @@ def collect_points(teacher, power_runs, baseline_dirs):
         run = RunDir(teacher)
         config = run.read_config()
         run.require_model("finetune")
-        points.append(({"method": "BERT", "setting": f"{run.load_model('finetune', compile=False).encoder.bert_config.num_hidden_layers} layers",
-                        "seed": config.seed, "source": os.path.relpath(teacher)},
+        points.append(({"method": "BERT", "setting": "fine-tuned", "seed": config.seed,
+                        "source": os.path.relpath(teacher)},
                        lambda: run.load_model("finetune", compile=False)))
         for path in power_runs:
             power = RunDir(path)

@@ -101,8 +101,8 @@ def train_student(teacher_run, settings: StudentSettings, out, data_dir=None, ve
     info = {"layers": len(layers), "teacher_layers": list(layers), "layer_pairs": [list(p) for p in pairs],
             "dev": evaluate(student, data.dev_dataset(), task), "selection": progress["best"]["dev"],
             "checkpoints_chosen_on": data.selection_name, "steps": progress["steps_done"],
-            "best_step": progress["best"]["step"], "train_examples": len(data.train.text) if
-            config.subset_for("finetune") is None else min(config.subset_for("finetune"), len(data.train.text)),
+            "best_step": progress["best"]["step"],
+            "train_examples": min(config.subset_for("finetune") or len(data.train.text), len(data.train.text)),
             "epochs": config.epochs_for("finetune"), "lr": config.lr_bert, "batch_size": config.batch_size,
             "wall_seconds": round(time.time() - started, 1)}
     directory.add_point(f"{settings.method}-{len(layers)}l-seed{settings.seed}", student, info)
