@@ -91,6 +91,15 @@ def test_distiller_objective_combines_the_terms_with_its_weights():
         Distiller(_tiny_classifier(num_classes=3), teacher)
 
 
+def test_distiller_trains_only_the_student_also_after_a_reload():
+    teacher, student = _tiny_classifier(seed=0), select_layers(_tiny_classifier(seed=1), (0, 2))
+    distiller = Distiller(student, teacher)
+    reloaded = Distiller.from_config(distiller.get_config())
+    for model in (distiller, reloaded):
+        # The optimizer of a resumed fit is built on these: the teacher's must not be among them.
+        assert len(model.trainable_variables) == len(model.student.trainable_variables) > 0
+
+
 # === Students: which layers ===
 
 def test_student_layer_rules():

@@ -41,17 +41,22 @@ class Distiller(keras.Model):
         if not 0.0 <= alpha <= 1.0 or beta < 0 or temperature <= 0:
             raise ValueError(f"need 0 <= alpha <= 1, beta >= 0, temperature > 0; got alpha={alpha}, "
                              f"beta={beta}, temperature={temperature}")
+        for model in (student, teacher):
+            if not model.built:
+                model.build()
         self.student, self.teacher = student, teacher
         self.teacher.trainable = False
+        # A teacher deserialized from a .keras file arrives with `trainable=False` already set but
+        # its sublayers' variables still trainable (the setter never ran on them); a resumed fit
+        # would then build its optimizer for the teacher's variables too and drop its saved state.
+        for variable in self.teacher.variables:
+            variable.trainable = False
         self.soft_kind, self.temperature, self.alpha, self.beta = soft_kind, temperature, alpha, beta
         self.layer_pairs = tuple((int(s), int(t)) for s, t in layer_pairs)
         self.is_regression = student.num_classes == 1
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
     def build(self, input_shape=None):
-        for model in (self.student, self.teacher):
-            if not model.built:
-                model.build()
         self.built = True
 
     def call(self, inputs, training=None):
