@@ -14,6 +14,10 @@ from training.baselines.baseline_dir import BaselineDir
 from training.pipeline import Pipeline
 from training.run_dir import RunDir
 
+# About 70 s (a fine-tuned teacher, two students, four pruning levels, a timing run): `make test-all`.
+# The losses, head importance, head removal and layer selection are checked in test_baselines.py.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def teacher(tiny, tmp_path_factory):  # noqa: F811
