@@ -96,7 +96,7 @@ def collect_points(teacher, power_runs, baseline_dirs):
         directory = BaselineDir(path)
         try:
             record = directory.read()
-            for info, _ in directory.points():
+            for info in directory.points():
                 desc = {"method": record["method"], "seed": record["settings"].get("seed", 0),
                         "source": os.path.relpath(directory.file(info["name"])), "stored_dev": info["dev"]}
                 if "heads" in info:

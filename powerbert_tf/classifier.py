@@ -45,8 +45,13 @@ class PowerBertClassifier(keras.Model):
         self.built = True
 
     def call(self, inputs, training=None):
-        pooled = self.encoder(inputs, training=training)["pooled_output"]
-        return self.head(self.dropout_layer(pooled, training=training))
+        return self.forward(inputs, training=training)[0]
+
+    def forward(self, inputs, training=None, **encoder_args):
+        """`(logits, encoder outputs)`: what `call` computes, with the encoder's outputs kept and
+        its call arguments passed on (`return_hidden_states`, `head_mask`, ...)."""
+        outputs = self.encoder(inputs, training=training, **encoder_args)
+        return self.head(self.dropout_layer(outputs["pooled_output"], training=training)), outputs
 
     def get_config(self):
         config = super().get_config()

@@ -13,7 +13,7 @@ from training.config import STEPS, TrainConfig, differences_from_paper
 from training.fit_step import best_model_path, checkpointed_fit, evaluate
 from training.plots import plot_retention
 from training.run_dir import RunDir
-from training.schedules import WarmupLinearDecay
+from training.schedules import finetuning_optimizer
 from training.search import ConfigurationSearch, run_search
 from training.task_data import TaskData
 from training.tasks import get_task
@@ -28,10 +28,7 @@ class Pipeline:
         self.config, self.run_dir, self.verbose = config, RunDir(out_dir), verbose
         self.strategy = strategy or tf.distribute.get_strategy()
         self.task = task or get_task(config.task)
-        # Built-in tasks go through a tfds builder; the local one prepares into the run directory,
-        # so a run's prepared data always comes from its own data directory.
-        cache = self.run_dir.file("tfds") if config.data_source == "local" else None
-        self.data = TaskData(config, self.task, data_dir=data_dir, cache_dir=cache)
+        self.data = TaskData(config, self.task, data_dir=data_dir, cache_dir=self.run_dir.data_cache(config))
         self.train, self.dev, self.selection = self.data.train, self.data.dev, self.data.selection
         source = resolve_checkpoint(config.init)
         bert = BertConfig.from_json_file(source.config_path)
@@ -67,10 +64,7 @@ class Pipeline:
         return self.write_summary()
 
     def _compile(self, model, total_steps):
-        c = self.config
-        model.compile(optimizer=keras.optimizers.AdamW(WarmupLinearDecay(c.lr_bert, total_steps, c.warmup_fraction),
-                                                        weight_decay=c.weight_decay),
-                      loss=self._loss())
+        model.compile(optimizer=finetuning_optimizer(self.config, total_steps), loss=self._loss())
         return model
 
     def _fit(self, step, build_model, bucket, dev_bucket=False):
@@ -155,8 +149,7 @@ class Pipeline:
             "retention": retention["lengths"] if retention else None,
             "flop_ratio": retention["flop_ratio"] if retention else None,
             "wall_seconds": {s: d["wall_seconds"] for s, d in done.items() if d},
-            "train_examples": {s: min(self.config.subset_for(s) or len(self.train.text), len(self.train.text))
-                               for s in STEPS},
+            "train_examples": {s: self.data.train_size(s) for s in STEPS},
             "dev_examples": min(self.config.dev_subset or len(self.dev.text), len(self.dev.text)),
             "checkpoints_chosen_on": (f"{len(self.selection)} training examples held out "
                                       f"({self.config.selection_holdout:.0%}, seed {self.config.seed})"

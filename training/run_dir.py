@@ -63,6 +63,11 @@ class RunDir:
     def __init__(self, path):
         self.path = os.fspath(path)
 
+    def data_cache(self, config):
+        """Where built-in tasks read through the local tfds builder are prepared (so a run's
+        prepared data always comes from its own data directory); None for `--data tfds`."""
+        return self.file("tfds") if config.data_source == "local" else None
+
     def file(self, *parts):
         return os.path.join(self.path, *parts)
 

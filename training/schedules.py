@@ -6,6 +6,13 @@ import tensorflow as tf
 from powerbert_tf.serialization import register
 
 
+def finetuning_optimizer(config, total_steps):
+    """BERT's AdamW for `config` (a `TrainConfig`: lr_bert, warmup_fraction, weight_decay) over
+    `total_steps` (the fine-tune and re-train steps, and the distilled students)."""
+    return keras.optimizers.AdamW(WarmupLinearDecay(config.lr_bert, total_steps, config.warmup_fraction),
+                                  weight_decay=config.weight_decay)
+
+
 @register
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """`peak * (step + 1) / warmup` during warm-up, then linear decay to 0 at `total_steps`.

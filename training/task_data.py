@@ -69,6 +69,10 @@ class TaskData:
             return self.dev_dataset(bucket)
         return self.dataset(self.selection, shuffle=False, batch_size=64, bucket=bucket)
 
+    def train_size(self, step):
+        """Training examples `step` uses (its subset, at most the whole training split)."""
+        return min(self.config.subset_for(step) or len(self.train.text), len(self.train.text))
+
     def train_plan(self, step, bucket, drop_remainder):
         """(make_stream(skip), batches per epoch x epochs) of `step`'s subset and epochs."""
         subset = self.config.subset_for(step)
@@ -78,6 +82,5 @@ class TaskData:
         if bucket:  # partial batches per bucket: count them once
             per_epoch = int(make_epoch(0).reduce(0, lambda n, _: n + 1))
         else:
-            n = min(subset or len(self.train.text), len(self.train.text))
-            per_epoch = count_batches(n, self.config.batch_size, drop_remainder)
+            per_epoch = count_batches(self.train_size(step), self.config.batch_size, drop_remainder)
         return (lambda skip: epoch_stream(make_epoch, epochs, skip)), per_epoch * epochs

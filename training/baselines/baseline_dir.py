@@ -64,11 +64,11 @@ class BaselineDir:
         return record
 
     def points(self):
-        """[(point info, model path)] of every finished point."""
+        """The info of every finished point (`load_point(info["name"])` loads its model)."""
         record = self.read()
         if not record["points"]:
             raise BaselineDirError(f"{self.path}: the {record['method']} baseline has no finished point yet")
-        return [(p, self.file(p["name"], "model.keras")) for p in record["points"]]
+        return record["points"]
 
     def load_point(self, name):
         from powerbert_tf import PowerBertClassifier  # noqa: F401  (registers the classes)

@@ -68,8 +68,7 @@ class Distiller(keras.Model):
 
     def _forward(self, model, features, training):
         """(logits (B, C), [CLS] states of the layers the patient loss needs)."""
-        outputs = model.encoder(features, training=training, return_hidden_states=bool(self.layer_pairs))
-        logits = model.head(model.dropout_layer(outputs["pooled_output"], training=training))
+        logits, outputs = model.forward(features, training=training, return_hidden_states=bool(self.layer_pairs))
         return logits, outputs.get("hidden_states", [])
 
     def objective(self, features, labels, training):

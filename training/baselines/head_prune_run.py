@@ -34,8 +34,7 @@ def run_head_prune(teacher_run, out, step_fraction=0.1, levels=6, importance_exa
                 "importance_examples": importance_examples, "seed": seed}
     directory.start({"method": "head-prune", "teacher": run.path, "task": task.name, "settings": settings,
                      "command": command})
-    data = TaskData(dataclasses.replace(config, seed=seed), task, data_dir=data_dir,
-                    cache_dir=run.file("tfds") if config.data_source == "local" else None)
+    data = TaskData(dataclasses.replace(config, seed=seed), task, data_dir=data_dir, cache_dir=run.data_cache(config))
     importance_data = data.dataset(data.train, subset=importance_examples, shuffle=False, bucket=True, batch_size=32)
     loss = data.loss()
     points = []

@@ -26,8 +26,7 @@ def head_mask_gradients(model, features, labels, loss_fn, head_mask=None):
     masks = [tf.Variable(np.ones(h, np.float32) if head_mask is None else np.asarray(head_mask[j], np.float32))
              for j, h in enumerate(model.encoder.attention_heads)]
     with tf.GradientTape() as tape:
-        pooled = model.encoder(features, training=False, head_mask=masks)["pooled_output"]
-        loss = loss_fn(labels, model.head(pooled))
+        loss = loss_fn(labels, model.forward(features, training=False, head_mask=masks)[0])
     return [g.numpy().astype(np.float64) for g in tape.gradient(loss, masks)]
 
 

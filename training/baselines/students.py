@@ -21,7 +21,7 @@ from training.baselines.baseline_dir import BaselineDir
 from training.baselines.distiller import Distiller
 from training.fit_step import best_model_path, checkpointed_fit, evaluate
 from training.run_dir import RunDir
-from training.schedules import WarmupLinearDecay
+from training.schedules import finetuning_optimizer
 from training.task_data import TaskData
 
 STUDENT_METHODS = ("distilbert", "pkd")
@@ -80,7 +80,7 @@ def train_student(teacher_run, settings: StudentSettings, out, data_dir=None, ve
     directory = BaselineDir(out)
     directory.start({"method": settings.method, "teacher": run.path, "task": task.name,
                      "settings": dataclasses.asdict(settings), "command": command})
-    data = TaskData(config, task, data_dir=data_dir, cache_dir=run.file("tfds") if config.data_source == "local" else None)
+    data = TaskData(config, task, data_dir=data_dir, cache_dir=run.data_cache(config))
     keras.utils.set_random_seed(settings.seed)
 
     def build(total_steps):
@@ -88,8 +88,7 @@ def train_student(teacher_run, settings: StudentSettings, out, data_dir=None, ve
                               temperature=settings.temperature, alpha=settings.alpha, beta=settings.beta,
                               layer_pairs=pairs)
         distiller.build()
-        distiller.compile(optimizer=keras.optimizers.AdamW(
-            WarmupLinearDecay(config.lr_bert, total_steps, config.warmup_fraction), weight_decay=config.weight_decay))
+        distiller.compile(optimizer=finetuning_optimizer(config, total_steps))
         return distiller
 
     started = time.time()
@@ -102,7 +101,7 @@ def train_student(teacher_run, settings: StudentSettings, out, data_dir=None, ve
             "dev": evaluate(student, data.dev_dataset(), task), "selection": progress["best"]["dev"],
             "checkpoints_chosen_on": data.selection_name, "steps": progress["steps_done"],
             "best_step": progress["best"]["step"],
-            "train_examples": min(config.subset_for("finetune") or len(data.train.text), len(data.train.text)),
+            "train_examples": data.train_size("finetune"),
             "epochs": config.epochs_for("finetune"), "lr": config.lr_bert, "batch_size": config.batch_size,
             "wall_seconds": round(time.time() - started, 1)}
     directory.add_point(f"{settings.method}-{len(layers)}l-seed{settings.seed}", student, info)
