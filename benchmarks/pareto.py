@@ -114,7 +114,7 @@ def collect_points(teacher, power_runs, baseline_dirs):
 def run_pareto(teacher, power_runs=(), baseline_dirs=(), *, out, data_dir=None, batch_size=32, repeats=3,
                subset=None, log=print, command=None):
     """Time every point in both batchings and write `out/pareto.{json,md,png}`; returns the report."""
-    from benchmarks.run import bench_examples, set_threads
+    from benchmarks.run import bench_examples, bench_features, set_threads
     from powerbert_tf import load_tokenizer
     from training.metrics import compute_metrics
     from training.run_dir import RunDir
@@ -124,9 +124,11 @@ def run_pareto(teacher, power_runs=(), baseline_dirs=(), *, out, data_dir=None, 
     run = RunDir(teacher)
     config, task = run.read_config(), run.read_task()
     points = collect_points(teacher, power_runs, baseline_dirs)
-    texts, text_b, labels, data_note = bench_examples(None, task, data_dir, subset)
-    tokenizer = load_tokenizer(config.init)
-    features = {k: v.numpy() for k, v in tokenizer(texts, text_b, max_length=config.max_length).items()}
+    if task.is_multiple_choice:
+        raise BenchError(f"{task.name} is a multiple-choice task; the baselines (students, Head-Prune) "
+                         f"are built for classification and regression")
+    texts, text_b, _, labels, data_note = bench_examples(None, task, data_dir, subset)
+    features = bench_features(load_tokenizer(config.init), texts, text_b, None, config.max_length)
     batches = {"padded": make_batches(features, batch_size, False), "dynamic": make_batches(features, batch_size, True)}
     log(f"pareto {task.name}: {len(points)} points, {len(texts)} dev sentences, batch {batch_size}, {repeats} repeats")
 

@@ -74,10 +74,13 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     chosen = [v for v in chosen if v.id not in relative_skips]
     models = RunModels(run_dir, tokenizer or load_tokenizer(config.init), task,
                        needed={v.model for v in chosen})
-    texts, text_b, labels, data_note = bench_examples(examples, task, data_dir,
-                                                 subset or (QUICK_EXAMPLES if quick else None))
-    features = {k: v.numpy() for k, v in models.tokenizer(texts, text_b, max_length=models.max_length).items()}
-    n = len(texts)
+    texts, text_b, options, labels, data_note = bench_examples(examples, task, data_dir,
+                                                          subset or (QUICK_EXAMPLES if quick else None))
+    features = bench_features(models.tokenizer, texts, text_b, options, models.max_length)
+    n = len(features["input_ids"])
+    if options is not None:
+        data_note += (f"; {len(texts)} questions of {task.num_choices} options, each option timed as "
+                      f"its own sequence (batch sizes count sequences)")
     load_start = load_average()
     log(f"bench {task.name}: {n} sentences, N={models.max_length}, batch sizes {list(batch_sizes)}, "
         f"{repeats} repeats, {len(chosen)} variants")
@@ -107,7 +110,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
     for (vid, b), m in measurements.items():
         v = next(x for x in chosen if x.id == vid)
         plan = batches[(v.batching, b)]
-        logits = m.pop("logits")
+        logits = m.pop("logits").reshape(len(labels), -1) if options is not None else m.pop("logits")
         bert_config = models.get(v.model).encoder.bert_config
         kept = kept_function(v.model, bert_config.num_hidden_layers, models.retention)
         m["token_layers"] = token_layers(plan.shapes, kept)
@@ -123,6 +126,7 @@ def run_benchmark(run_dir, *, out="results", data_dir=None, examples=None, token
         "task": task.name, "metric": task.primary_metric, "init": config.init, "run": portable_path(run_dir), "quick": quick,
         "command": command or " ".join(["powerbert"] + sys.argv[1:]),
         "split": "dev", "data": data_note, "n_examples": n, "max_length": models.max_length,
+        "multiple_choice": options is not None,
         "retention": list(models.retention.lengths) if models.retention else None,
         "relative_retention": bool(models.retention and models.retention.relative),
         "flop_bound": models.retention.flop_ratio if models.retention else None,
@@ -178,8 +182,18 @@ def _positive_ints(values, what):
     return values
 
 
+def bench_features(tokenizer, texts, text_b, options, max_length):
+    """int32 (n, N) features of the benchmarked sentences; for multiple choice, of the n * C
+    option sequences (question q's options in rows q * C .. q * C + C - 1)."""
+    if options is None:
+        return {k: v.numpy() for k, v in tokenizer(texts, text_b, max_length=max_length).items()}
+    features = tokenizer.multiple_choice(texts, text_b, np.asarray(options, object), max_length=max_length)
+    return {k: v.numpy().reshape(-1, max_length) for k, v in features.items()}
+
+
 def bench_examples(examples, task, data_dir, subset):
-    """(texts, texts_b or None, int labels, description) of the benchmarked sentences."""
+    """(texts, texts_b or None, options or None, int labels, description) of the benchmarked
+    examples (options: multiple choice)."""
     from training.data import DataError, read_split, resolve_data_dir
     from training.input_pipeline import subset_indices
 
@@ -193,9 +207,9 @@ def bench_examples(examples, task, data_dir, subset):
         note = "examples passed in"
     if isinstance(examples, tuple):
         texts, labels = examples
-        text_b = None
+        text_b = options = None
     else:
-        texts, text_b, labels = examples.text, examples.text_b, examples.labels
+        texts, text_b, options, labels = examples.text, examples.text_b, examples.options, examples.labels
     if labels is None:
         raise BenchError("the benchmark needs labelled sentences (accuracy); these have no labels")
     if len(texts) == 0 or len(texts) != len(labels):
@@ -204,7 +218,7 @@ def bench_examples(examples, task, data_dir, subset):
     if len(keep) < len(texts):
         note += f", seeded random subset of {len(keep)} of {len(texts)}"
     pick = lambda seq: None if seq is None else [seq[i] for i in keep]
-    return pick(list(texts)), pick(text_b), np.asarray(labels)[keep], note
+    return pick(list(texts)), pick(text_b), pick(options), np.asarray(labels)[keep], note
 
 
 def _prepare_runners(chosen, models, exports, threads, log, skipped=None):

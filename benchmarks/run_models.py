@@ -14,7 +14,8 @@ MODEL_STEPS = {"bert": "finetune", "power": "retrain"}
 
 class RunModels:
     """Loads the run's fine-tuned (`bert`) and re-trained (`power`) models on first use, and
-    builds `power-la` (the re-trained weights with length-aware retention).
+    builds `power-la` (the re-trained weights with length-aware retention). A multiple-choice
+    model is loaded as its option scorer: it is timed on the option sequences one by one.
 
     Args:
         run_dir: a `powerbert train --out` directory.
@@ -58,9 +59,10 @@ class RunModels:
 
     def _load(self, name):
         try:
-            return self.run.load_checked_model(MODEL_STEPS[name], self.retention)
+            model = self.run.load_checked_model(MODEL_STEPS[name], self.retention)
         except RunDirError as err:
             raise BenchError(str(err)) from None
+        return model.option_scorer() if self.task.is_multiple_choice else model
 
     def _build_length_aware(self):
         return self.get("power").with_elimination(elimination="hard", retention=self.retention,

@@ -4,6 +4,8 @@
   the k-th highest significance eliminated at block j (supplementary section 1.1, Figure 1).
 - `pareto`: dev metric against inference time for PoWER-BERT runs and the baselines of
   `powerbert baseline`, all timed in one run (supplementary section 1.2, Figure 2).
+- `paper-table`: the paper's Table 2 (metric loss and speed-up per task) for finished runs and
+  their benchmark reports (`results/paper-table.md`).
 
 Imports no TensorFlow at module level, so `powerbert --help` stays fast.
 """
@@ -12,7 +14,7 @@ import argparse
 
 
 def add_analyze_parser(commands):
-    analyze = commands.add_parser("analyze", help="the paper's analyses of a run (mi, pareto)",
+    analyze = commands.add_parser("analyze", help="the paper's analyses of a run (mi, pareto, paper-table)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     analyses = analyze.add_subparsers(dest="analysis", required=True)
     mi = analyses.add_parser(
@@ -46,6 +48,20 @@ def add_analyze_parser(commands):
     pareto.add_argument("--examples", type=int, default=None, help="time a seeded subset of dev (default: all)")
     pareto.add_argument("--data-dir", default=None, help="directory holding glue/ (default: $POWERBERT_DATA_DIR)")
     pareto.add_argument("--out", required=True, help="directory for pareto.json, pareto.md and pareto.png")
+    table = analyses.add_parser(
+        "paper-table", help="the paper's Table 2 for finished runs of any tasks (results/paper-table.md)",
+        description="One row per task of the given runs (MNLI: matched and mismatched): BERT and "
+                    "PoWER-BERT dev metric as mean +- std over the runs' seeds, loss, retention, FLOP "
+                    "bound and, from `powerbert bench` reports, the speed-up at the batch size against "
+                    "BERT padded to N and in dynamic batches; beside the paper's loss and speed-up. Writes "
+                    "DIR/paper-table.md and DIR/paper-table.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    table.add_argument("--runs", nargs="+", required=True, metavar="RUN",
+                       help="finished run directories (all seeds of all tasks)")
+    table.add_argument("--bench", nargs="*", default=[], metavar="REPORT",
+                       help="`powerbert bench` output directories or benchmark.json files, one per task")
+    table.add_argument("--batch-size", type=int, default=32, help="the benchmark rows' batch size")
+    table.add_argument("--out", required=True, help="directory for paper-table.md and paper-table.json")
     return analyze
 
 
@@ -64,6 +80,8 @@ def analyze_command(args):
     """Run the chosen analysis and print its summary."""
     if args.analysis == "pareto":
         return _pareto(args)
+    if args.analysis == "paper-table":
+        return _paper_table(args)
     from analysis.mi_experiment import analyze_mi, write_report
 
     if args.examples < 1:
@@ -89,4 +107,16 @@ def _pareto(args):
         print(f"{g['method']:<12} {g['setting']:<16} {report['metric']} {g['metric_mean']:.4f}  "
               f"speed-up padded {g['speedup']['padded']:.2f}x, dynamic {g['speedup']['dynamic']:.2f}x")
     print(f"wrote {report['paths']['md']}, {report['paths']['json']} and {report['paths']['png']}")
+    return 0
+
+
+def _paper_table(args):
+    import sys
+
+    from benchmarks.paper_table import build_paper_table, format_paper_table, write_paper_table
+
+    table = build_paper_table(args.runs, args.bench, batch_size=args.batch_size)
+    print(format_paper_table(table))
+    md, js = write_paper_table(table, args.out, " ".join(["powerbert"] + sys.argv[1:]))
+    print(f"wrote {md} and {js}")
     return 0

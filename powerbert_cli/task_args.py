@@ -56,7 +56,9 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
 def task_from_args(args: argparse.Namespace, run_dir=None) -> TaskSpec:
     """The `TaskSpec` that the flags of `add_task_arguments` describe.
 
-    `--task NAME`: that built-in task. `--train FILE ...`: a task from the user's files, its
+    `--task NAME`: that built-in task, in the file layout found in `--data-dir` (GLUE's own MNLI,
+    QQP and QNLI files, else the shared data's substitutes; `training.data.task_for_data`), or
+    the official layout with `--data tfds`. `--train FILE ...`: a task from the user's files, its
     labels read from the train file (a `--test` file is read and checked too). Neither: the task
     recorded in `run_dir` (the `--out` of a started run, resumed).
 
@@ -70,7 +72,11 @@ def task_from_args(args: argparse.Namespace, run_dir=None) -> TaskSpec:
         if given:
             raise ValueError(f"--task {args.task} names a built-in task; {', '.join(given)} "
                              f"describe your own files: give --task or --train, not both")
-        return get_task(args.task)
+        if getattr(args, "data", None) == "tfds":
+            return get_task(args.task)
+        from training.data import task_for_data
+
+        return task_for_data(args.task, getattr(args, "data_dir", None))
     if args.train is not None:
         return _own_data_task(args)
     if given:

@@ -7,8 +7,9 @@ from powerbert_tf.elimination import (HardExtract, RetentionConfig, RetentionErr
                                       significance_scores)
 from powerbert_tf.encoder import PowerBertEncoder
 from powerbert_tf.loading import load_encoder, load_tokenizer
+from powerbert_tf.multiple_choice import PowerBertMultipleChoice
 from powerbert_tf.tokenizer import BertTokenizer
 
 __all__ = ["BertConfig", "BertTokenizer", "CheckpointError", "HardExtract", "PowerBertClassifier",
-           "PowerBertEncoder", "RetentionConfig", "RetentionError", "SoftExtract", "load_encoder",
-           "load_tokenizer", "mass_penalty", "significance_scores"]
+           "PowerBertEncoder", "PowerBertMultipleChoice", "RetentionConfig", "RetentionError", "SoftExtract",
+           "load_encoder", "load_tokenizer", "mass_penalty", "significance_scores"]

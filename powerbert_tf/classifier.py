@@ -63,8 +63,15 @@ class PowerBertClassifier(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+    @classmethod
+    def head_arguments(cls, num_classes=None, dropout=0.1):
+        """The `__init__` arguments besides the encoder for a head of `num_classes` outputs (None:
+        the class's default, 2 here). `with_elimination`, `from_pretrained` and `from_bert_weights`
+        build `cls` from them, so a subclass with other head arguments overrides only this."""
+        return {"num_classes": 2 if num_classes is None else num_classes, "dropout": dropout}
+
     def with_elimination(self, **mode):
-        """A new classifier with this one's weights and another elimination mode.
+        """A new model of this class with this one's weights and another elimination mode.
 
         `mode`: `PowerBertEncoder` arguments (`elimination`, `retention`, `sequence_length`,
         `length_aware`, `relative_retention`, `word_selection`, `selection_seed`). Soft-extract
@@ -77,7 +84,7 @@ class PowerBertClassifier(keras.Model):
 
         encoder = build_encoder(self.encoder.bert_config, attention_heads=self.encoder.attention_heads, **mode)
         copy_encoder_weights(self.encoder, encoder)
-        model = PowerBertClassifier(encoder, num_classes=self.num_classes, dropout=self.dropout)
+        model = type(self)(encoder, **self.head_arguments(self.num_classes, self.dropout))
         model.build()
         model.head.set_weights(self.head.get_weights())
         return model
@@ -87,8 +94,8 @@ class PowerBertClassifier(keras.Model):
         """Classifier from a `BertWeights` (any import format), checked first.
 
         The head is the weights' head when they have one (then `num_classes`, if given, must
-        match it), else a new random head of `num_classes` (default 2). `mode`: the encoder's
-        elimination arguments.
+        match it), else a new random head of `num_classes` (default 2, the class's default of
+        `head_arguments`). `mode`: the encoder's elimination arguments.
 
         Raises:
             CheckpointError: a missing, extra or mis-shaped variable (named), or a head of another
@@ -104,7 +111,7 @@ class PowerBertClassifier(keras.Model):
                                   f"outputs, the task needs {num_classes}")
         encoder = build_encoder(weights.config, **mode)
         assign_weights(encoder, weights.tensors, source=weights.source)
-        model = cls(encoder, num_classes=weights.num_classes or num_classes or 2, dropout=dropout)
+        model = cls(encoder, **cls.head_arguments(weights.num_classes or num_classes, dropout))
         model.build()
         if weights.has_head:
             model.head.set_weights([weights.head_kernel, weights.head_bias])
@@ -131,10 +138,11 @@ class PowerBertClassifier(keras.Model):
                            source=f"classifier {self.name!r}")
 
     @classmethod
-    def from_pretrained(cls, name_or_path, num_classes=2, dropout=0.1, **encoder_kwargs):
-        """Classifier on a pretrained encoder (`load_encoder` arguments), with a new random head."""
+    def from_pretrained(cls, name_or_path, num_classes=None, dropout=0.1, **encoder_kwargs):
+        """Classifier on a pretrained encoder (`load_encoder` arguments), with a new random head
+        of `num_classes` outputs (default 2, the class's default of `head_arguments`)."""
         from powerbert_tf.loading import load_encoder
 
-        model = cls(load_encoder(name_or_path, **encoder_kwargs), num_classes=num_classes, dropout=dropout)
+        model = cls(load_encoder(name_or_path, **encoder_kwargs), **cls.head_arguments(num_classes, dropout))
         model.build()
         return model

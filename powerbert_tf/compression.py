@@ -8,7 +8,6 @@ source model's elimination mode, the result is a plain BERT (elimination "none")
 import numpy as np
 
 from powerbert_tf.bert_config import BertConfig
-from powerbert_tf.classifier import PowerBertClassifier
 
 _HEAD_COLUMNS = ("attention/self/query", "attention/self/key", "attention/self/value")
 _HEAD_ROWS = "attention/output/dense/kernel"
@@ -81,7 +80,7 @@ def _classifier(source, config, attention_heads, tensors):
 
     encoder = build_encoder(config, attention_heads=attention_heads)
     assign_weights(encoder, tensors, source=f"classifier {source.name!r}")
-    model = PowerBertClassifier(encoder, num_classes=source.num_classes, dropout=source.dropout)
+    model = type(source)(encoder, **source.head_arguments(source.num_classes, source.dropout))
     model.build()
     model.head.set_weights(source.head.get_weights())
     return model

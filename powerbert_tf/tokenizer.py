@@ -13,13 +13,19 @@ class BertTokenizer(tf.Module):
     """Texts (and optional pair texts) -> `input_ids`, `attention_mask`, `token_type_ids`.
 
     Layout `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, right-padded with `[PAD]` (id of the vocab)
-    to `max_length`. Pairs are truncated longest-first: one token at a time from the longer text,
-    from the second text on ties (Hugging Face's `longest_first`).
+    to `max_length`. Texts too long are cut from their end; pairs by the `truncation` rule.
 
     Call args:
         texts: string (B,) tensor, array or list (a single string is a batch of one).
         pair_texts: same shape as `texts`, or None.
         max_length: N, keyword-only.
+        truncation: keyword-only, how a pair is cut to fit N - 3 tokens:
+            - "longest_first" (default): one token at a time from the longer text, from the second
+              on ties (Hugging Face's `longest_first`);
+            - "only_first": the second text is kept whole and only the first is cut (multiple
+              choice: the article gives way to question + option). A second text longer than
+              N - 3 by itself is cut to N - 3 and the first keeps no tokens (`[CLS] [SEP] b [SEP]`);
+              Hugging Face's `only_first` there logs an error and leaves the pair too long.
 
     Returns:
         dict of int32 (B, N) tensors.
@@ -62,7 +68,9 @@ class BertTokenizer(tf.Module):
             texts = lower_strip_accents(texts)
         return self._wordpiece.tokenize(texts)
 
-    def __call__(self, texts, pair_texts=None, *, max_length):
+    def __call__(self, texts, pair_texts=None, *, max_length, truncation="longest_first"):
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {sorted(TRUNCATIONS)}, got {truncation!r}")
         texts = _as_string_batch(texts, "texts")
         first = self.wordpiece_ids(texts)
         if pair_texts is None:
@@ -74,7 +82,7 @@ class BertTokenizer(tf.Module):
                 raise ValueError(f"max_length must be >= 3 for text pairs, got {max_length}")
             pair_texts = _as_string_batch(pair_texts, "pair_texts")
             second = self.wordpiece_ids(pair_texts)
-            keep_first, keep_second = longest_first_lengths(
+            keep_first, keep_second = TRUNCATIONS[truncation](
                 first.row_lengths(), second.row_lengths(), max_length - 3)
             segments = [_truncate(first, keep_first), _truncate(second, keep_second)]
         ids, types = tf_text.combine_segments(segments, start_of_sequence_id=self.cls_id,
@@ -83,6 +91,30 @@ class BertTokenizer(tf.Module):
         token_type_ids, _ = tf_text.pad_model_inputs(types, max_seq_length=max_length)
         return {"input_ids": tf.cast(input_ids, tf.int32), "attention_mask": tf.cast(mask, tf.int32),
                 "token_type_ids": tf.cast(token_type_ids, tf.int32)}
+
+    def multiple_choice(self, articles, questions, options, *, max_length):
+        """Multiple-choice features: option c of example b is `[CLS] article [SEP] question option
+        [SEP]`, the article cut first ("only_first": never the question or the option).
+
+        Args:
+            articles, questions: string (B,).
+            options: string (B, C); C is the same for every example.
+            max_length: N.
+
+        Returns:
+            dict of int32 (B, C, N) tensors.
+        """
+        options = tf.convert_to_tensor(options)
+        if options.dtype != tf.string or options.shape.rank != 2:
+            raise ValueError(f"options must be a (batch, choices) tensor of strings, got "
+                             f"{options.dtype.name} {options.shape}")
+        articles = _as_string_batch(articles, "articles")
+        questions = _as_string_batch(questions, "questions")
+        choices = tf.shape(options)[1]
+        repeat = lambda texts: tf.reshape(tf.repeat(texts[:, None], choices, axis=1), [-1])
+        endings = tf.strings.join([repeat(questions), tf.reshape(options, [-1])], separator=" ")
+        flat = self(repeat(articles), endings, max_length=max_length, truncation="only_first")
+        return {name: tf.reshape(value, [-1, choices, max_length]) for name, value in flat.items()}
 
 
 def clean_text(texts):
@@ -116,6 +148,19 @@ def longest_first_lengths(len_a, len_b, budget):
     keep_a = tf.minimum(len_a, tf.maximum(budget - len_b, budget - half_down))
     keep_b = tf.minimum(len_b, tf.maximum(budget - len_a, half_down))
     return keep_a, keep_b
+
+
+def only_first_lengths(len_a, len_b, budget):
+    """Lengths kept by only-first truncation of a pair into `budget` tokens (elementwise): the
+    second text whole if it fits, `b = min(len_b, budget)`, and the first in what is left,
+    `a = min(len_a, budget - b)` (0 when the second alone fills the budget)."""
+    len_a, len_b = tf.cast(len_a, tf.int64), tf.cast(len_b, tf.int64)
+    budget = tf.cast(budget, tf.int64)
+    keep_b = tf.minimum(len_b, budget)
+    return tf.minimum(len_a, budget - keep_b), keep_b
+
+
+TRUNCATIONS = {"longest_first": longest_first_lengths, "only_first": only_first_lengths}
 
 
 def _truncate(ragged, keep):

@@ -8,6 +8,10 @@ Two signatures:
   tensorflow-text -> the same outputs plus `label_name` (batch,) string. Loading it needs
   `import tensorflow_text` (its ops are not in core TensorFlow).
 Regression models (one output) give `logits` (batch, 1) and `score` (batch,) instead.
+Multiple-choice models (`PowerBertMultipleChoice`, C options with the label names as answer
+letters) take ids of shape (batch, C, N), and `classify_text` takes string `article` (batch,),
+`question` (batch,) and `options` (batch, C); `logits` and `probabilities` are (batch, C), `label`
+the chosen option and `label_name` its letter.
 With `jit_compile=True`, `serving_default` is compiled by XLA on first call per batch size (TF
 Serving runs it only with `--xla_cpu_compilation_enabled`; TF's Python runtime always does).
 
@@ -26,6 +30,7 @@ import tempfile
 
 import tensorflow as tf
 
+from powerbert_tf import PowerBertMultipleChoice
 from powerbert_tf.encoder import INPUT_NAMES
 from serving.savedmodel import METADATA_FILE, SERVING_SIGNATURE, TEXT_SIGNATURE, TFLITE_FILE, version_dirs
 
@@ -47,7 +52,8 @@ class _ServingFunctions:
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.pair, self.jit_compile = max_length, pair, jit_compile
         self.dynamic_length = dynamic_length
-        self.regression = model.num_classes == 1
+        self.choices = len(label_names) if isinstance(model, PowerBertMultipleChoice) else 0
+        self.regression = model.num_classes == 1 and not self.choices
         self.label_names = tf.constant(list(label_names) if not self.regression else [""])
 
     def _outputs(self, inputs):
@@ -58,7 +64,8 @@ class _ServingFunctions:
                 "label": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
     def ids_signature(self):
-        spec = tf.TensorSpec((None, None if self.dynamic_length else self.max_length), tf.int32)
+        length = None if self.dynamic_length else self.max_length
+        spec = tf.TensorSpec((None, self.choices, length) if self.choices else (None, length), tf.int32)
 
         @tf.function(input_signature=[spec, spec, spec], jit_compile=self.jit_compile)
         def serve(input_ids, attention_mask, token_type_ids):
@@ -77,6 +84,14 @@ class _ServingFunctions:
                 outputs["label_name"] = tf.gather(self.label_names, outputs["label"])
             return outputs
 
+        def answer(article, question, options):
+            outputs = self._outputs(self.tokenizer.multiple_choice(article, question, options,
+                                                                   max_length=self.max_length))
+            outputs["label_name"] = tf.gather(self.label_names, outputs["label"])
+            return outputs
+
+        if self.choices:
+            return tf.function(answer, input_signature=[spec, spec, tf.TensorSpec((None, self.choices), tf.string)])
         if self.pair:
             return tf.function(lambda text, text_b: classify(text, text_b), input_signature=[spec, spec])
         return tf.function(lambda text: classify(text), input_signature=[spec])
@@ -108,13 +123,15 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
     """Write `model` as version `version` (default: next free) of `base`; returns the version dir.
 
     Args:
-        model: a built `PowerBertClassifier` (any elimination mode; soft mode is exported as is).
+        model: a built `PowerBertClassifier` or `PowerBertMultipleChoice` (any elimination mode;
+            soft mode is exported as is).
         tokenizer: the `BertTokenizer` of the model's vocabulary (built into `classify_text`).
         base: TF Serving's model base path; created if missing.
         max_length: N, the input length of `serving_default` (and the padding of `classify_text`).
             Default and only accepted value for a model with elimination: the model's own N
             (its hard extract ranks exactly N positions); required for plain BERT.
-        label_names: one name per class (ignored for regression).
+        label_names: one name per class (ignored for regression); for multiple choice, one answer
+            letter per option (their number is the signatures' C).
         pair: the task classifies text pairs (`classify_text` takes `text` and `text_b`).
         version: positive int; an existing version is never overwritten.
         jit_compile: compile `serving_default` with XLA (`classify_text`'s string ops cannot be).
@@ -138,8 +155,12 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
         raise ExportError("a model without elimination needs max_length (the input length N)")
     if tflite not in (None, "float32", "int8"):
         raise ExportError(f"tflite must be None, 'float32' or 'int8', got {tflite!r}")
-    if model.num_classes != 1 and len(label_names) != model.num_classes:
+    multiple_choice = isinstance(model, PowerBertMultipleChoice)
+    if not multiple_choice and model.num_classes != 1 and len(label_names) != model.num_classes:
         raise ExportError(f"{len(label_names)} label names for a model with {model.num_classes} classes")
+    if multiple_choice and len(label_names) < 2:
+        raise ExportError(f"a multiple-choice model needs one label name (answer letter) per option, "
+                          f"got {list(label_names)}")
     retention = model.encoder.retention
     version = next_version(base) if version is None else version
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -150,7 +171,8 @@ def export_saved_model(model, tokenizer, *, base, label_names, max_length=None, 
     os.makedirs(base, exist_ok=True)
 
     metadata = {"task": task_name, "max_length": max_length, "pair": pair,
-                "num_classes": model.num_classes, "label_names": list(label_names),
+                "num_classes": len(label_names) if multiple_choice else model.num_classes,
+                "num_choices": len(label_names) if multiple_choice else 0, "label_names": list(label_names),
                 "retention": list(retention.lengths) if retention else None,
                 "input_names": list(INPUT_NAMES),
                 "vocab_size": model.encoder.bert_config.vocab_size,

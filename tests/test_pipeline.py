@@ -1,6 +1,7 @@
 """The three-step pipeline end to end on a tiny task and encoder: learning, pruning, outputs,
 resume, skip, mismatch."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -15,7 +16,7 @@ from tests.test_search import NO_DROPOUT
 from tests.tiny_run import write_tiny_init, write_tiny_task_files
 from training import fit_step
 from training.config import resolve_config
-from training.pipeline import Pipeline
+from training.pipeline import Pipeline, format_summary
 from training.run_dir import RunConfigMismatch, RunDir
 from training.input_pipeline import make_dataset
 from training.task_data import TaskData
@@ -285,3 +286,24 @@ def test_evaluate_scores_a_regression_task_from_its_pipeline_batches():
     metrics = fit_step.evaluate(lambda features, training: next(batches), ds, task)
     # Predictions 1, 2, 4, 3, 0 against 0.5, 4, 2.5, 3, 1: ranks 2,3,5,4,1 vs 1,5,3,4,2.
     assert metrics["spearman"] == pytest.approx(1 - 6 * (1 + 4 + 4 + 0 + 1) / (5 * 24))
+
+
+def test_other_dev_split_is_evaluated_with_each_steps_best_model(tiny, tmp_path):
+    # MNLI's dev_mismatched: a second evaluation split, reported beside dev. Here it is the dev file
+    # with every label flipped, so the model that scores dev accuracy a scores 1 - a on it.
+    init, task = tiny
+    dev_path = dict(task.files)["dev"]
+    lines = open(dev_path).read().splitlines()
+    flipped = [lines[0]] + [f"{t}\t{1 - int(y)}" for t, y in (line.rsplit("\t", 1) for line in lines[1:])]
+    other = tmp_path / "flipped.tsv"
+    other.write_text("\n".join(flipped) + "\n")
+    task = dataclasses.replace(task, files=task.files + (("dev_flipped", str(other)),),
+                               other_dev_splits=("dev_flipped",),
+                               labelled_splits=task.labelled_splits + ("dev_flipped",))
+    keras.utils.set_random_seed(0)
+    summary = Pipeline(make_config((init, task)), str(tmp_path / "run"), task=task, verbose=0).run(("finetune",))
+    dev = summary["baseline"]["accuracy"]
+    assert dev >= MIN_ACCURACY
+    assert summary["other_dev"]["dev_flipped"]["baseline"]["accuracy"] == pytest.approx(1 - dev)
+    assert summary["other_dev"]["dev_flipped"]["power_bert"] is None
+    assert "baseline dev_flipped accuracy" in format_summary(summary)

@@ -28,13 +28,20 @@ def test_table_1_settings():
     assert (cola.lr_bert, cola.lr_soft_extract, cola.lambda_, cola.batch_size) == (
         2e-5, 1.5e-3, 7e-3, 32)
     assert {n: tasks.get_task(n).max_length for n in tasks.task_names()} == {
-        "sst2": 64, "cola": 64, "mrpc": 128, "rte": 256, "stsb": 64, "qnli": 128, "imdb": 512}
+        "sst2": 64, "cola": 64, "mrpc": 128, "rte": 256, "stsb": 64, "qnli": 128, "imdb": 512,
+        "qqp": 128, "mnli": 128, "race": 512}
+    race = tasks.get_task("race")
+    assert (race.lr_bert, race.lr_soft_extract, race.lambda_, race.batch_size) == (1e-5, 2e-4, 1e-4, 4)
+    qqp, mnli = tasks.get_task("qqp"), tasks.get_task("mnli")
+    assert (qqp.lr_bert, qqp.lr_soft_extract, qqp.lambda_, qqp.batch_size) == (3e-5, 1e-4, 3e-4, 64)
+    assert (mnli.lr_bert, mnli.lr_soft_extract, mnli.lambda_, mnli.batch_size) == (3e-5, 2e-4, 1e-4, 64)
 
 
 def test_primary_metrics_and_labels():
     assert {n: tasks.get_task(n).primary_metric for n in tasks.task_names()} == {
         "sst2": "accuracy", "cola": "matthews_corrcoef", "mrpc": "f1", "rte": "accuracy",
-        "stsb": "spearman", "qnli": "accuracy", "imdb": "accuracy"}
+        "stsb": "spearman", "qnli": "accuracy", "imdb": "accuracy", "qqp": "f1", "mnli": "accuracy",
+        "race": "accuracy"}
     rte = tasks.get_task("rte")
     assert rte.label_values == ("entailment", "not_entailment") and rte.num_labels == 2
     assert tasks.get_task("sst2").label_names == ("negative", "positive")
@@ -48,8 +55,8 @@ def test_get_task_accepts_glue_spellings():
 
 
 def test_unknown_task_lists_known_tasks():
-    with pytest.raises(tasks.UnknownTaskError, match="unknown task 'mnli'.*sst2, cola"):
-        tasks.get_task("mnli")
+    with pytest.raises(tasks.UnknownTaskError, match="unknown task 'wnli'.*sst2, cola"):
+        tasks.get_task("wnli")
     with pytest.raises(ValueError, match="known tasks"):
         read_split("wnli", "dev", "/nonexistent")
 
@@ -69,14 +76,19 @@ def test_inconsistent_spec_is_rejected():
     ("mrpc", "train", 3668), ("mrpc", "dev", 408), ("mrpc", "test", 1725),
     ("rte", "train", 2490), ("rte", "dev", 277), ("rte", "test", 3000),
     ("stsb", "train", 5749), ("stsb", "dev", 1500), ("stsb", "test", 1379),
-    ("qnli", "dev", 5463),
     ("imdb", "train", 4000), ("imdb", "dev", 1000), ("imdb", "test", 5000),
+    # Substitute layouts (see the task's TASK_LAYOUTS): 5,463 QNLI dev rows = 3,824 train + 1,639
+    # dev; 23,497 QQP train rows (the first repaired) = 18,798 + 4,699; MNLI dev matched 9,815 =
+    # 6,870 + 2,945.
+    ("qnli", "train", 3824), ("qnli", "dev", 1639), ("qqp", "train", 18798), ("qqp", "dev", 4699),
+    ("mnli", "train", 6870), ("mnli", "dev", 2945), ("mnli", "dev_mismatched", 9832),
+    ("race", "train", 9995), ("race", "dev", 4887), ("race", "test", 4934),
 ])
 def test_row_counts(data_dir, task, split, count):
     examples = read_split(task, split, data_dir)
     assert len(examples) == count == len(examples.lines)
     assert (examples.text_b is not None) == tasks.get_task(task).is_pair
-    if split == "test" and task != "imdb":
+    if split == "test" and task not in ("imdb", "race"):
         assert examples.labels is None
     else:
         assert len(examples.labels) == count
@@ -84,7 +96,8 @@ def test_row_counts(data_dir, task, split, count):
 
 @pytest.mark.parametrize("task,split,counts", [
     ("sst2", "dev", [428, 444]), ("cola", "dev", [322, 721]), ("mrpc", "dev", [129, 279]),
-    ("rte", "dev", [146, 131]), ("qnli", "dev", [2702, 2761]), ("imdb", "test", [2500, 2500]),
+    ("rte", "dev", [146, 131]), ("imdb", "test", [2500, 2500]),
+    ("mnli", "dev_mismatched", [3463, 3129, 3240]), ("race", "dev", [311 + 756, 384 + 907, 386 + 917, 355 + 871]),
 ])
 def test_label_balance(data_dir, task, split, counts):
     assert np.bincount(read_split(task, split, data_dir).labels).tolist() == counts
@@ -145,10 +158,10 @@ def test_missing_data_dir(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    write(tmp_path / "glue/QNLI/dev.tsv", "index\tquestion\tsentence\tlabel\n")
-    with pytest.raises(MissingDataError, match=r"glue/QNLI/train.tsv: file does not exist "
+    write(tmp_path / "glue/RTE/dev.tsv", "index\tsentence1\tsentence2\tlabel\n")
+    with pytest.raises(MissingDataError, match=r"glue/RTE/train.tsv: file does not exist "
                                                r"\(the folder holds: dev.tsv\)"):
-        read_split("qnli", "train", tmp_path)
+        read_split("rte", "train", tmp_path)
 
 
 def test_unknown_split(tmp_path):
@@ -251,11 +264,11 @@ def test_user_task_tsv_with_inferred_labels(tmp_path):
     assert read_split(task, "dev").labels.tolist() == [1]
 
 
-def test_user_task_dev_holdout(tmp_path):
+def test_user_task_carved_dev(tmp_path):
     rows = "".join(f"text {i},{i % 2}\n" for i in range(10))
     train = write(tmp_path / "all.csv", "t,l\n" + rows)
     task = user_task("held", train=str(train), text_column="t", label_column="l",
-                           dev_holdout=(0.3, 7))
+                     carved_split=("train", "dev", 0.3, 7))
     train_part, dev_part = read_split(task, "train"), read_split(task, "dev")
     assert (len(train_part), len(dev_part)) == (7, 3)
     assert len(dev_part.labels) == 3 and not set(train_part.text) & set(dev_part.text)

@@ -34,9 +34,9 @@ def rte(data_dir, tmp_path_factory):
     return prepare("rte", data_dir, tmp_path_factory.mktemp("tfds"))
 
 
-def test_one_config_per_task():
-    assert [c.name for c in tfds_glue_local.PowerbertGlueLocal.BUILDER_CONFIGS] == list(
-        tasks.task_names())
+def test_one_config_per_task_but_multiple_choice():
+    assert [c.name for c in tfds_glue_local.PowerbertGlueLocal.BUILDER_CONFIGS] == [
+        name for name in tasks.task_names() if name != "race"]
     assert NAME in tfds.list_builders() and NAME != "glue"
 
 

@@ -1,4 +1,5 @@
-"""Readers for the task files: GLUE TSVs, the IMDB CSVs and user TSV/CSV/JSON Lines files.
+"""Readers for the task files: GLUE TSVs, the IMDB CSVs, RACE's article files and user
+TSV/CSV/JSON Lines files.
 
 Every reader returns plain Python/NumPy (`Examples`) and checks the whole file before returning,
 so bad data fails before any training starts. Errors are `DataError`s whose message starts with
@@ -11,6 +12,12 @@ Format facts the readers rely on (see shared/data/README.md):
 * CSVs are strict RFC 4180 (the IMDB texts are quoted and contain `""`).
 * JSON Lines files hold one object per line; its keys are the columns. Their values keep their
   JSON types, so a text must be a string and a score a number.
+* RACE: a split is a folder with level sub-folders (`high/`, `middle/`) of article files, each
+  one JSON object with `article`, `questions`, `options` (4 per question) and `answers`
+  ("A".."D"); every question is an example. Files are read in sorted path order.
+* GLUE's QQP train file has a row whose label is joined to question2 by a space instead of a tab
+  (`...the exam jlpt5? 0`): with `TaskSpec.repair_space_joined_label` it is split at that space
+  (the row's text and label are intact, so it is kept rather than skipped as BERT's reader does).
 
 All three formats go through one path: each row becomes a record `{column: value}` (`_records`),
 and the same checks run on the records.
@@ -28,7 +35,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from training.tasks import TaskSpec, get_task
+from training.tasks import TASK_LAYOUTS, TaskSpec, get_task
 
 ENV_VAR = "POWERBERT_DATA_DIR"
 
@@ -74,8 +81,11 @@ class Examples:
         text_b: The second texts for sentence-pair tasks, else None.
         labels: int64 label ids (positions in `TaskSpec.label_values`), float32 scores for
             regression tasks, or None for unlabelled files (GLUE test).
-        lines: int64 line number of each example in `path` (1-based, the line the row ends on).
-        path: The file the examples were read from.
+        lines: int64 line number of each example in `path` (1-based, the line the row ends on;
+            for RACE, the question's position in its article file).
+        path: The file the examples were read from (RACE: the split's folder).
+        options: For multiple-choice tasks, each example's answer options (a tuple of
+            `TaskSpec.num_choices` texts), else None.
     """
 
     text: List[str]
@@ -83,6 +93,7 @@ class Examples:
     labels: Optional[np.ndarray]
     lines: np.ndarray
     path: str
+    options: Optional[List[Tuple[str, ...]]] = None
 
     def __len__(self) -> int:
         return len(self.text)
@@ -94,7 +105,8 @@ class Examples:
             text_b=None if self.text_b is None else [self.text_b[i] for i in indices],
             labels=None if self.labels is None else self.labels[np.asarray(indices, dtype=int)],
             lines=self.lines[np.asarray(indices, dtype=int)],
-            path=self.path)
+            path=self.path,
+            options=None if self.options is None else [self.options[i] for i in indices])
 
 
 def resolve_data_dir(data_dir: Optional[PathLike] = None) -> pathlib.Path:
@@ -116,13 +128,42 @@ def resolve_data_dir(data_dir: Optional[PathLike] = None) -> pathlib.Path:
     return path
 
 
+def task_for_data(task: Union[str, TaskSpec], data_dir: Optional[PathLike] = None) -> TaskSpec:
+    """The layout of built-in task `task` (`training.tasks.TASK_LAYOUTS`) whose files are all in
+    the data directory: the official one when present, else the first substitute. A `TaskSpec`
+    is returned as it is.
+
+    Raises:
+        UnknownTaskError: an unknown name.
+        MissingDataError: no layout is complete; the message lists each layout's files.
+    """
+    if isinstance(task, TaskSpec):
+        return task
+    layouts = TASK_LAYOUTS[get_task(task).name]
+    if len(layouts) == 1:  # the reader names a missing file itself
+        return layouts[0]
+    root = resolve_data_dir(data_dir)
+    missing = []
+    for layout in layouts:
+        paths = [root / layout.directory / name for _, name in layout.files]
+        absent = [str(p.relative_to(root)) for p in paths if not p.exists()]
+        if not absent:
+            return layout
+        missing.append(absent)
+    raise MissingDataError(
+        f"task {layouts[0].name!r} has no complete set of files in {str(root)!r}; "
+        + "; or ".join(f"layout {i + 1} lacks {', '.join(a)}" for i, a in enumerate(missing))
+        + _layout_hint(root / layouts[0].directory / "x"))
+
+
 def split_path(task: Union[str, TaskSpec], split: str,
                data_dir: Optional[PathLike] = None) -> pathlib.Path:
-    """The file `read_split` reads for `split` (for IMDB "dev", the train file).
+    """The file (RACE: folder) `read_split` reads for `split` (for a carved split, its source
+    file: IMDB's "dev" is in the train file).
 
     User tasks have absolute paths and need no data directory.
     """
-    task = _as_task(task)
+    task = _as_task(task, data_dir)
     name = task.file_for(split)
     if os.path.isabs(name):
         return pathlib.Path(name)
@@ -131,10 +172,12 @@ def split_path(task: Union[str, TaskSpec], split: str,
 
 def read_split(task: Union[str, TaskSpec], split: str,
                data_dir: Optional[PathLike] = None) -> Examples:
-    """Read one split ("train", "dev" or "test") of `task`, checking every row.
+    """Read one split ("train", "dev", "test" or one of `other_dev_splits`) of `task`, checking
+    every row. A task name is read in the layout `task_for_data` picks.
 
-    For tasks with `dev_holdout` (IMDB), "train" and "dev" are disjoint parts of the train file
-    chosen by `holdout_indices`. Test files of GLUE have no labels: `labels` is None.
+    With `carved_split = (source, carved, fraction, seed)`, splits `carved` and `source` are
+    disjoint parts of the `source` file chosen by `holdout_indices` (IMDB: dev is 20 % of the
+    train file). Test files of GLUE have no labels: `labels` is None.
 
     Raises:
         UnknownTaskError: `task` is an unknown name.
@@ -142,14 +185,86 @@ def read_split(task: Union[str, TaskSpec], split: str,
         DataError: see the subclasses; every message names the file and, for row problems,
             the line.
     """
-    task = _as_task(task)
+    task = _as_task(task, data_dir)
     path = split_path(task, split, data_dir)
-    examples = _read_file(task, split, path)
-    if task.dev_holdout is None or split == "test":
+    carve = task.carved_split
+    file_split = carve[0] if carve is not None and split == carve[1] else split
+    examples = _read_file(task, file_split, path)
+    if carve is None or split not in carve[:2]:
         return examples
-    fraction, seed = task.dev_holdout
-    train_idx, dev_idx = holdout_indices(len(examples), fraction, seed)
-    return examples.take(dev_idx if split == "dev" else train_idx)
+    source, carved, fraction, seed = carve
+    rest, chosen = holdout_indices(len(examples), fraction, seed)
+    return examples.take(chosen if split == carved else rest)
+
+
+def read_race_folder(path: PathLike, task: TaskSpec, labelled: bool = True) -> Examples:
+    """Every question of the RACE article files under `path` (`*/*.txt`, sorted), one example
+    each: `text` the article, `text_b` the question, `options` its options, `labels` the
+    answer's position in `task.label_values` ("A".."D" -> 0..3).
+
+    Raises:
+        MissingDataError: `path` is not a folder or holds no `*/*.txt` file.
+        MalformedRowError: a file that is not one JSON object with `task`'s keys, a question
+            without `task.num_choices` options or an answer, an empty text.
+        LabelError: an answer outside `task.label_values`.
+    """
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise MissingDataError("folder does not exist" + _layout_hint(path), path)
+    files = sorted(path.glob("*/*.txt"))
+    if not files:
+        raise MissingDataError("holds no article files (expected <level>/<name>.txt, e.g. "
+                               "high/1.txt)", path)
+    ids = {value: i for i, value in enumerate(task.label_values)}
+    text, text_b, options, labels, lines = [], [], [], [], []
+    for file in files:
+        with _utf8(file) as handle:
+            raw = handle.read()
+        article = _race_article(file, raw, task, labelled)
+        for i, question in enumerate(article[task.pair_column]):
+            where = f"question {i + 1}"
+            choices = article[task.options_column][i]
+            if not isinstance(choices, list) or len(choices) != task.num_choices:
+                raise MalformedRowError(f"{where} has options {_shown(choices)}; expected a list of "
+                                        f"{task.num_choices} texts", file)
+            text.append(_race_text(file, article[task.text_column], task.text_column))
+            text_b.append(_race_text(file, question, where))
+            options.append(tuple(_race_text(file, choice, f"{where}, option {task.label_values[j]}")
+                                 for j, choice in enumerate(choices)))
+            if labelled:
+                answer = article[task.label_column][i]
+                if answer not in ids:
+                    raise LabelError(f"{where}: answer {_shown(answer)} is not one of "
+                                     f"{list(task.label_values)}", file)
+                labels.append(ids[answer])
+            lines.append(i + 1)
+    return Examples(text=text, text_b=text_b, labels=np.asarray(labels, np.int64) if labelled else None,
+                    lines=np.asarray(lines, np.int64), path=str(path), options=options)
+
+
+def _race_text(file: pathlib.Path, value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise MalformedRowError(f"{what} is {_shown(value)}; expected a non-empty text", file)
+    return value.strip()
+
+
+def _race_article(file: pathlib.Path, raw: str, task: TaskSpec, labelled: bool) -> dict:
+    """The JSON object of one RACE article file, with its per-question lists of equal length."""
+    try:
+        article = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise MalformedRowError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); "
+                                f"expected one RACE article object", file) from None
+    if not isinstance(article, dict):
+        raise MalformedRowError(f"is {_kind(article)}; expected one RACE article object", file)
+    keys = [task.text_column, task.pair_column, task.options_column] + ([task.label_column] if labelled else [])
+    _require_columns(file, None, "the article object", list(article), keys)
+    lists = keys[1:]
+    sizes = {key: len(article[key]) if isinstance(article[key], list) else None for key in lists}
+    if None in sizes.values() or len(set(sizes.values())) != 1:
+        raise MalformedRowError(f"expected {', '.join(lists)} to be lists of one length per question, "
+                                f"found {sizes}", file)
+    return article
 
 
 def holdout_indices(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -184,12 +299,14 @@ def distinct_labels(path: PathLike, label_column: str, file_format: str) -> Tupl
     return tuple(sorted(values, key=int if is_int else str))
 
 
-def _as_task(task: Union[str, TaskSpec]) -> TaskSpec:
-    return task if isinstance(task, TaskSpec) else get_task(task)
+def _as_task(task: Union[str, TaskSpec], data_dir: Optional[PathLike] = None) -> TaskSpec:
+    return task_for_data(task, data_dir)
 
 
 def _read_file(task: TaskSpec, split: str, path: pathlib.Path) -> Examples:
     """Parse and check every row of `path` as the `split` file of `task`."""
+    if task.file_format == "race":
+        return read_race_folder(path, task, labelled=split in task.labelled_splits)
     labelled = split in task.labelled_splits
     wanted = [task.text_column] + ([task.pair_column] if task.is_pair else [])
     if labelled:
@@ -198,7 +315,8 @@ def _read_file(task: TaskSpec, split: str, path: pathlib.Path) -> Examples:
     parse_label = _label_parser(task) if labelled else None
 
     text, text_b, labels, lines = [], [], [], []
-    for line, record in _records(path, task.file_format, wanted, headerless):
+    repair = task.label_values if task.repair_space_joined_label and labelled else None
+    for line, record in _records(path, task.file_format, wanted, headerless, repair):
         text.append(_text(path, line, record, task.text_column))
         if task.is_pair:
             text_b.append(_text(path, line, record, task.pair_column))
@@ -219,21 +337,41 @@ Record = Dict[str, Any]
 
 
 def _records(path: pathlib.Path, file_format: str, wanted: Sequence[str],
-             headerless_columns: Optional[Sequence[str]] = None) -> Iterator[Tuple[int, Record]]:
+             headerless_columns: Optional[Sequence[str]] = None,
+             joined_labels: Optional[Sequence[str]] = None) -> Iterator[Tuple[int, Record]]:
     """An iterator of `(line number, record)` over the non-blank rows of `path`, each checked to
     have the `wanted` columns; at its end it raises `EmptyFileError` if there was no row.
 
     `headerless_columns`: the column names of a TSV/CSV file without a header row.
+    `joined_labels`: repair rows whose last field ends in " <one of these>" and that lack the
+    last column (see `split_joined_label`).
     Not a generator itself, so a missing file is reported here, not at the first `next`.
     """
     if not path.is_file():
         raise MissingDataError("file does not exist" + _layout_hint(path), path)
     if file_format == "jsonl":
         return _json_records(path, wanted)
-    return _delimited_records(path, file_format, wanted, headerless_columns)
+    return _delimited_records(path, file_format, wanted, headerless_columns, joined_labels)
 
 
-def _delimited_records(path, file_format, wanted, headerless_columns) -> Iterator[Tuple[int, Record]]:
+def split_joined_label(fields: List[str], num_columns: int,
+                       labels: Sequence[str]) -> Optional[List[str]]:
+    """`fields` with its last field split at its final space, if that gives `num_columns`
+    fields and the part after the space is one of `labels`; else None.
+
+    >>> split_joined_label(["1", "q1", "the exam jlpt5? 0"], 4, ("0", "1"))
+    ['1', 'q1', 'the exam jlpt5?', '0']
+    """
+    if len(fields) != num_columns - 1 or " " not in fields[-1]:
+        return None
+    text, label = fields[-1].rsplit(" ", 1)
+    if label not in labels or not text.strip():
+        return None
+    return fields[:-1] + [text, label]
+
+
+def _delimited_records(path, file_format, wanted, headerless_columns,
+                       joined_labels=None) -> Iterator[Tuple[int, Record]]:
     rows = _rows(path, file_format)
     if headerless_columns is None:
         header_line, header = _header(path, rows)
@@ -244,6 +382,8 @@ def _delimited_records(path, file_format, wanted, headerless_columns) -> Iterato
     found = False
     for line, fields in rows:
         found = True
+        if joined_labels is not None and len(fields) == len(header) - 1:
+            fields = split_joined_label(fields, len(header), joined_labels) or fields
         yield line, dict(zip(header, _fields(path, line, fields, header)))
     if not found:
         what = "has a header but no data rows" if header_line else "is empty"

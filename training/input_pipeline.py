@@ -25,10 +25,12 @@ def _labels_array(examples, is_regression):
 
 def make_dataset(examples, tokenizer, max_length, batch_size, *, is_regression=False, shuffle=False,
                  seed=0, subset=None, subset_seed=0, bucket=False, drop_remainder=False):
-    """Batches of `(features, labels)`; features are int32 (B, T) with T = N, or shorter if `bucket`.
+    """Batches of `(features, labels)`; features are int32 (B, T) with T = N, or shorter if `bucket`;
+    for multiple-choice examples (B, C, T), option c being `[CLS] text [SEP] text_b option [SEP]`
+    (`BertTokenizer.multiple_choice`).
 
     Args:
-        examples: `training.data.Examples` (text, optional text_b, labels).
+        examples: `training.data.Examples` (text, optional text_b, optional options, labels).
         tokenizer: `powerbert_tf.BertTokenizer`.
         shuffle: shuffle once with `seed` (callers pass a new seed per epoch, so a resumed run
             can rebuild exactly the same order and skip what it already saw).
@@ -39,6 +41,8 @@ def make_dataset(examples, tokenizer, max_length, batch_size, *, is_regression=F
     columns = [np.asarray(examples.text, object)[keep]]
     if examples.text_b is not None:
         columns.append(np.asarray(examples.text_b, object)[keep])
+    if examples.options is not None:
+        columns.append(np.asarray(examples.options, object)[keep])
     columns.append(_labels_array(examples, is_regression)[keep])
     ds = tf.data.Dataset.from_tensor_slices(tuple(columns))
     if shuffle:
@@ -46,6 +50,8 @@ def make_dataset(examples, tokenizer, max_length, batch_size, *, is_regression=F
 
     def tokenize(*batch):
         *texts, labels = batch
+        if examples.options is not None:
+            return tokenizer.multiple_choice(*texts, max_length=max_length), labels
         features = tokenizer(texts[0], texts[1] if len(texts) == 2 else None, max_length=max_length)
         return features, labels
 
@@ -54,15 +60,20 @@ def make_dataset(examples, tokenizer, max_length, batch_size, *, is_regression=F
     ds = ds.batch(_TOKENIZE_CHUNK).map(tokenize).unbatch()
     boundaries = [b for b in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384) if b < max_length]
     ds = ds.bucket_by_sequence_length(
-        lambda features, _: tf.reduce_sum(features["attention_mask"]),
+        lambda features, _: _longest(features["attention_mask"]),
         bucket_boundaries=boundaries, bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         drop_remainder=drop_remainder)
     return ds.map(_trim_to_longest).prefetch(2)
 
 
+def _longest(attention_mask):
+    """The longest sequence's length in a mask of any rank (T,), (B, T), (B, C, T)."""
+    return tf.reduce_max(tf.reduce_sum(attention_mask, axis=-1))
+
+
 def _trim_to_longest(features, labels):
-    longest = tf.reduce_max(tf.reduce_sum(features["attention_mask"], axis=1))
-    return {name: value[:, :longest] for name, value in features.items()}, labels
+    longest = _longest(features["attention_mask"])
+    return {name: value[..., :longest] for name, value in features.items()}, labels
 
 
 def epoch_stream(make_epoch, epochs, skip_batches=0):

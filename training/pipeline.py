@@ -6,7 +6,7 @@ import time
 import keras
 import tensorflow as tf
 
-from powerbert_tf import PowerBertClassifier, RetentionConfig
+from powerbert_tf import RetentionConfig
 from powerbert_tf.loading import resolve_checkpoint
 from powerbert_tf.bert_config import BertConfig
 from training.config import STEPS, TrainConfig, differences_from_paper
@@ -16,6 +16,7 @@ from training.run_dir import RunDir
 from training.schedules import finetuning_optimizer
 from training.search import ConfigurationSearch, run_search
 from training.task_data import TaskData
+from training.data import task_for_data
 from training.tasks import get_task
 
 
@@ -23,11 +24,14 @@ class Pipeline:
     """Fine-tune, configuration search and re-train for one `TrainConfig` in `out_dir`."""
 
     def __init__(self, config: TrainConfig, out_dir, data_dir=None, task=None, strategy=None, verbose=1):
-        """`task`: a `TaskSpec` for user data (`training.user_task.user_task`); default `config.task`.
-        The run directory records it as `task.json`."""
+        """`task`: a `TaskSpec` for user data (`training.user_task.user_task`); default `config.task`
+        in the layout the data directory holds (`training.data.task_for_data`). The run directory
+        records it as `task.json`."""
         self.config, self.run_dir, self.verbose = config, RunDir(out_dir), verbose
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.task = task or get_task(config.task)
+        if task is None:
+            task = get_task(config.task) if config.data_source == "tfds" else task_for_data(config.task, data_dir)
+        self.task = task
         self.data = TaskData(config, self.task, data_dir=data_dir, cache_dir=self.run_dir.data_cache(config))
         self.train, self.dev, self.selection = self.data.train, self.data.dev, self.data.selection
         source = resolve_checkpoint(config.init)
@@ -76,16 +80,17 @@ class Pipeline:
             selection_name=self.data.selection_name)
         best = best_model_path(self.run_dir.step_dir(step))
         chosen_on = progress["best"]["dev"]
+        best_model = lambda: keras.saving.load_model(best, compile=False)
         dev = chosen_on if self.selection is self.dev else evaluate(
-            keras.saving.load_model(best, compile=False), self.dev_dataset(bucket=dev_bucket), self.task)
+            best_model(), self.dev_dataset(bucket=dev_bucket), self.task)
+        other_dev = {split: evaluate(best_model(), self.data.dev_dataset(dev_bucket, split), self.task)
+                     for split in self.task.other_dev_splits}
         self.run_dir.keep_best_model(step, best, dev)
-        return {"dev": dev, "selection": chosen_on, "steps": progress["steps_done"],
+        return {"dev": dev, "other_dev": other_dev, "selection": chosen_on, "steps": progress["steps_done"],
                 "best_step": progress["best"]["step"]}
 
     def _finetune(self):
-        c = self.config
-        return self._fit("finetune", lambda: PowerBertClassifier.from_pretrained(
-            c.init, num_classes=self.task.num_labels, dropout=c.dropout), bucket=c.bucket_finetune)
+        return self._fit("finetune", self.data.pretrained_model, bucket=self.config.bucket_finetune)
 
     def _search(self):
         c = self.config
@@ -146,11 +151,17 @@ class Pipeline:
             "differs_from_paper": differences_from_paper(self.config, self.task),
             "baseline": done["finetune"]["dev"] if done["finetune"] else None,
             "power_bert": done["retrain"]["dev"] if done["retrain"] else None,
+            # The task's other evaluation splits (MNLI's dev_mismatched), with each step's best model.
+            "other_dev": {split: {"baseline": _other_dev(done["finetune"], split),
+                                  "power_bert": _other_dev(done["retrain"], split)}
+                          for split in self.task.other_dev_splits},
             "retention": retention["lengths"] if retention else None,
             "flop_ratio": retention["flop_ratio"] if retention else None,
             "wall_seconds": {s: d["wall_seconds"] for s, d in done.items() if d},
             "train_examples": {s: self.data.train_size(s) for s in STEPS},
             "dev_examples": min(self.config.dev_subset or len(self.dev.text), len(self.dev.text)),
+            "other_dev_examples": {split: min(self.config.dev_subset or len(examples), len(examples))
+                                   for split, examples in self.data.other_dev.items()},
             "checkpoints_chosen_on": (f"{len(self.selection)} training examples held out "
                                       f"({self.config.selection_holdout:.0%}, seed {self.config.seed})"
                                       if self.selection is not self.dev else "dev (the reported set)"),
@@ -161,16 +172,25 @@ class Pipeline:
         return summary
 
 
+def _other_dev(step_info, split):
+    """A finished step's metrics on another evaluation split (None: not run, or a run recorded before
+    the split was evaluated)."""
+    return (step_info or {}).get("other_dev", {}).get(split)
+
+
 def format_summary(summary):
     """The short table the CLI prints at the end."""
     metric = summary["metric"]
-    base, power = summary["baseline"], summary["power_bert"]
+    shown = lambda metrics: f"{metrics['primary']:.4f}" if metrics else "-"
     rows = [("task", summary["task"]),
-            (f"baseline dev {metric}", f"{base['primary']:.4f}" if base else "-"),
-            (f"PoWER-BERT dev {metric}", f"{power['primary']:.4f}" if power else "-"),
-            ("retention (l_1..l_L)", ",".join(map(str, summary["retention"])) if summary["retention"] else "-"),
-            ("FLOP ratio L*N/sum(l_j)", f"{summary['flop_ratio']:.2f}x" if summary["flop_ratio"] else "-"),
-            ("differs from Table 1", ", ".join(f"{k}={v['used']}" for k, v in summary["differs_from_paper"].items())
-             or "nothing")]
+            (f"baseline dev {metric}", shown(summary["baseline"])),
+            (f"PoWER-BERT dev {metric}", shown(summary["power_bert"]))]
+    for split, results in summary.get("other_dev", {}).items():
+        rows += [(f"baseline {split} {metric}", shown(results["baseline"])),
+                 (f"PoWER-BERT {split} {metric}", shown(results["power_bert"]))]
+    rows += [("retention (l_1..l_L)", ",".join(map(str, summary["retention"])) if summary["retention"] else "-"),
+             ("FLOP ratio L*N/sum(l_j)", f"{summary['flop_ratio']:.2f}x" if summary["flop_ratio"] else "-"),
+             ("differs from Table 1", ", ".join(f"{k}={v['used']}" for k, v in summary["differs_from_paper"].items())
+              or "nothing")]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

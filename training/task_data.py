@@ -9,7 +9,7 @@ import functools
 
 import keras
 
-from powerbert_tf import load_tokenizer
+from powerbert_tf import PowerBertClassifier, PowerBertMultipleChoice, load_tokenizer
 from training.data import holdout_indices
 from training.input_pipeline import count_batches, epoch_stream, make_dataset
 from training.task_source import load_examples
@@ -27,14 +27,17 @@ class TaskData:
     Attributes:
         train, dev: `Examples`; `selection`: the examples that choose checkpoints, the dev set
         itself (as the paper's code did, so dev figures are optimistic) or a seeded part of train
-        held out from training (`config.selection_holdout`).
+        held out from training (`config.selection_holdout`). `other_dev`: the examples of the
+        task's `other_dev_splits` by name (MNLI's dev_mismatched), reported only.
     """
 
     def __init__(self, config, task, data_dir=None, cache_dir=None):
         self.config, self.task = config, task
         # Everything that can be wrong with the input is checked here, before any training.
-        self.train, self.dev = (load_examples(task, split, source=config.data_source, data_dir=data_dir,
-                                              cache_dir=cache_dir) for split in ("train", "dev"))
+        load = lambda split: load_examples(task, split, source=config.data_source, data_dir=data_dir,
+                                           cache_dir=cache_dir)
+        self.train, self.dev = load("train"), load("dev")
+        self.other_dev = {split: load(split) for split in task.other_dev_splits}
         self.selection = self.dev
         if config.selection_holdout:
             keep, held = holdout_indices(len(self.train), config.selection_holdout, config.seed)
@@ -49,6 +52,14 @@ class TaskData:
         """How logs and TensorBoard call the selection set."""
         return "dev" if self.selection is self.dev else "held-out"
 
+    def pretrained_model(self):
+        """A new model for the task on the config's pretrained encoder with a random head: a
+        classifier (or regressor), or for multiple choice one score per option."""
+        if self.task.is_multiple_choice:
+            return PowerBertMultipleChoice.from_pretrained(self.config.init, dropout=self.config.dropout)
+        return PowerBertClassifier.from_pretrained(self.config.init, num_classes=self.task.num_labels,
+                                                   dropout=self.config.dropout)
+
     def loss(self, reduction="sum_over_batch_size"):
         if self.task.is_regression:
             return keras.losses.MeanSquaredError(reduction=reduction)
@@ -61,8 +72,10 @@ class TaskData:
                             is_regression=self.task.is_regression, shuffle=shuffle, seed=c.seed + epoch,
                             subset=subset, subset_seed=c.seed, bucket=bucket, drop_remainder=drop_remainder)
 
-    def dev_dataset(self, bucket=False):
-        return self.dataset(self.dev, subset=self.config.dev_subset, shuffle=False, batch_size=64, bucket=bucket)
+    def dev_dataset(self, bucket=False, split="dev"):
+        """The dev set, or another evaluation split of the task (`other_dev`)."""
+        examples = self.dev if split == "dev" else self.other_dev[split]
+        return self.dataset(examples, subset=self.config.dev_subset, shuffle=False, batch_size=64, bucket=bucket)
 
     def selection_dataset(self, bucket=False):
         if self.selection is self.dev:

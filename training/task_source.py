@@ -37,7 +37,8 @@ LOCAL_BUILDER = "powerbert_glue_local"
 # The (text, text_b) feature names of tfds's `glue/<task>` builders (`text_features` of each
 # GlueConfig in tensorflow_datasets/text/glue.py). Their ClassLabel names are, in order:
 # sst2 negative, positive; cola unacceptable, acceptable; mrpc not_equivalent, equivalent;
-# rte and qnli entailment, not_entailment; stsb is a float32 score. tfds turns the files' "0"/"1"
+# rte and qnli entailment, not_entailment; qqp not_duplicate, duplicate; mnli entailment, neutral,
+# contradiction; stsb is a float32 score. tfds turns the files' "0"/"1"
 # into ids 0/1 and the NLI strings into their position, so a tfds label id is the position in our
 # `TaskSpec.label_values`, as in `read_split`. `_check_label_names` re-checks this at load time.
 GLUE_TEXT_FEATURES: Dict[str, Tuple[str, Optional[str]]] = {
@@ -47,7 +48,12 @@ GLUE_TEXT_FEATURES: Dict[str, Tuple[str, Optional[str]]] = {
     "rte": ("sentence1", "sentence2"),
     "stsb": ("sentence1", "sentence2"),
     "qnli": ("question", "sentence"),
+    "qqp": ("question1", "question2"),
+    "mnli": ("premise", "hypothesis"),
 }
+# tfds's glue/mnli has matched and mismatched dev and test splits.
+_GLUE_SPLITS = {"mnli": {"dev": "validation_matched", "dev_mismatched": "validation_mismatched",
+                         "test": "test_matched"}}
 
 # A file tfds's GLUE builders download (sst2's GlueConfig.data_url in
 # tensorflow_datasets/text/glue.py; every GLUE zip and MRPC's train/test files are on this host,
@@ -97,7 +103,8 @@ def load_examples(task: Union[str, TaskSpec], split: str, *, source: str = "loca
             without a GLUE builder (imdb, user tasks).
         OfflineError: "tfds", the data is not prepared and the machine is offline.
     """
-    task = task if isinstance(task, TaskSpec) else get_task(task)
+    if not isinstance(task, TaskSpec):
+        task = data.task_for_data(task, data_dir) if source == "local" else get_task(task)
     task.file_for(split)  # Rejects a split the task does not have, before any work.
     if source == "local":
         return _load_local(task, split, data_dir, cache_dir)
@@ -114,7 +121,7 @@ def glue_examples(columns: Dict[str, np.ndarray], task: TaskSpec, split: str) ->
     text_key, pair_key = GLUE_TEXT_FEATURES[task.name]
     return _examples(columns, task, split, text_key, pair_key,
                      lines=columns["idx"].astype(np.int64) + 1,
-                     path=f"tfds:glue/{task.name}/{TFDS_SPLITS[split]}")
+                     path=f"tfds:glue/{task.name}/{_glue_split(task, split)}")
 
 
 def glue_host_reachable() -> bool:
@@ -124,7 +131,8 @@ def glue_host_reachable() -> bool:
 
 
 def _load_local(task: TaskSpec, split: str, data_dir, cache_dir) -> data.Examples:
-    if TASKS.get(task.name) != task:  # A user task: the builder has configs for built-ins only.
+    # The builder has configs for the official layouts of the built-in non-multiple-choice tasks.
+    if TASKS.get(task.name) != task or task.is_multiple_choice:
         return data.read_split(task, split, data_dir)
     root = data.resolve_data_dir(data_dir)
     path = data.split_path(task, split, root)
@@ -151,7 +159,7 @@ def _read_local_builder(task: TaskSpec, split: str, root: pathlib.Path,
         builder.download_and_prepare(download_config=config)
     finally:
         tfds.display_progress_bar(True)
-    columns = _read_columns(builder, split)
+    columns = _read_columns(builder, TFDS_SPLITS[split])
     return _examples(columns, task, split, "text", "text_b" if task.is_pair else None,
                      lines=columns["line"], path=str(path))
 
@@ -186,7 +194,12 @@ def _load_tfds_glue(task: TaskSpec, split: str, tfds_data_dir) -> data.Examples:
     if not builder.is_prepared():
         _require_glue_host(builder)
         builder.download_and_prepare()
-    return glue_examples(_read_columns(builder, split), task, split)
+    return glue_examples(_read_columns(builder, _glue_split(task, split)), task, split)
+
+
+def _glue_split(task: TaskSpec, split: str) -> str:
+    """tfds's glue/<task> name of `split`."""
+    return _GLUE_SPLITS.get(task.name, {}).get(split, TFDS_SPLITS[split])
 
 
 def _check_label_names(builder, task: TaskSpec) -> None:
@@ -239,9 +252,9 @@ def _answers(url: str, timeout: float) -> bool:
     return bool(answered)
 
 
-def _read_columns(builder, split: str) -> Dict[str, np.ndarray]:
-    """Every feature of the prepared `split` as one NumPy array per feature, in stored order."""
-    batches = list(tfds.as_numpy(builder.as_dataset(split=TFDS_SPLITS[split])
+def _read_columns(builder, tfds_split: str) -> Dict[str, np.ndarray]:
+    """Every feature of the prepared `tfds_split` as one NumPy array per feature, in stored order."""
+    batches = list(tfds.as_numpy(builder.as_dataset(split=tfds_split)
                                  .batch(_READ_BATCH)))
     return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
 

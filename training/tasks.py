@@ -1,9 +1,15 @@
 """Task definitions: every task is a `TaskSpec` value, so readers, metrics and the tfds builder
 handle all tasks through the same code path.
 
-Built-in tasks: sst2, cola, mrpc, rte, stsb, qnli (GLUE) and imdb. The hyper-parameters are the
-PoWER-BERT supplementary Table 1 settings (see docs/METHOD.md). A task from the user's own
-TSV/CSV/JSON Lines files is made with `training.user_task.user_task` (or `powerbert train --train`).
+Built-in tasks: sst2, cola, mrpc, rte, stsb, qnli, qqp, mnli (GLUE), imdb and race (multiple
+choice). The hyper-parameters are the PoWER-BERT supplementary Table 1 settings (see
+docs/METHOD.md). A task from the user's own TSV/CSV/JSON Lines files is made with
+`training.user_task.user_task` (or `powerbert train --train`).
+
+A task may have several file layouts (`TASK_LAYOUTS`): first the official one (GLUE's files,
+RACE's `train/`), then substitutes for data that lacks a split (the shared data's 3-column MNLI
+dev files, its QQP train subset, its dev-only QNLI). `training.data.task_for_data` picks the first
+layout whose files exist; the layouts of one task share every setting but the files.
 """
 
 import dataclasses
@@ -13,6 +19,8 @@ from typing import Any, Mapping, Optional, Tuple
 SPLITS = ("train", "dev", "test")
 # tsv: tab-separated, quoting off (GLUE); csv: RFC 4180; jsonl: one JSON object per line.
 FILE_FORMATS = ("tsv", "csv", "jsonl")
+# race: a folder of RACE article files (one JSON object each, level sub-folders).
+BUILTIN_FORMATS = FILE_FORMATS + ("race",)
 # The names `training.metrics` implements; kept here so a TaskSpec can be checked on creation.
 CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews_corrcoef")
 REGRESSION_METRICS = ("pearson", "spearman")
@@ -22,6 +30,8 @@ METRIC_NAMES = CLASSIFICATION_METRICS + REGRESSION_METRICS
 # of the training data as dev.
 DEV_HOLDOUT_FRACTION = 0.2
 DEV_HOLDOUT_SEED = 2020
+# Tasks that have only dev data here (MNLI, QNLI) train on this fraction of a dev file.
+TRAIN_FROM_DEV_FRACTION = 0.7
 
 
 class UnknownTaskError(ValueError):
@@ -37,8 +47,9 @@ class TaskSpec:
         directory: Folder of the task's files relative to the data directory (e.g.
             "glue/SST-2"); "" for user tasks, whose `files` are absolute paths.
         files: `(split, file name)` pairs for the splits that have their own file.
-        file_format: "tsv" (tab-separated, quoting off, as GLUE needs), "csv" (RFC 4180) or
-            "jsonl" (JSON Lines: one object per line, its keys are the columns).
+        file_format: "tsv" (tab-separated, quoting off, as GLUE needs), "csv" (RFC 4180),
+            "jsonl" (JSON Lines: one object per line, its keys are the columns) or "race" (a
+            folder of RACE article files; built-in task only).
         text_column: Column holding the (first) text.
         label_column: Column holding the label or score.
         pair_column: Column holding the second text of sentence-pair tasks, else None.
@@ -50,8 +61,19 @@ class TaskSpec:
         headerless_splits: Splits whose file has no header row (CoLA train/dev).
         headerless_columns: The column names assumed for those files.
         labelled_splits: Splits whose files carry labels (GLUE test files do not).
-        dev_holdout: For tasks without a dev file, `(fraction, seed)`: "dev" is that fraction
-            of the train file, chosen by `training.data.holdout_indices`; "train" is the rest.
+        carved_split: For data without a file for some split, `(source, carved, fraction,
+            seed)`: split `carved` is that fraction of the `source` file, chosen by
+            `training.data.holdout_indices`, and `source` is the rest (IMDB: dev is 20 % of
+            train; MNLI here: train is 70 % of dev matched).
+        other_dev_splits: Evaluation splits besides "dev", each with its own file (MNLI's
+            "dev_mismatched"); reported beside dev, never used to choose checkpoints.
+        repair_space_joined_label: Rows one field short whose last field ends in a space and a
+            valid label are split there instead of rejected (GLUE's QQP train file has such a
+            row: its label is joined to question2 by a space instead of a tab).
+        num_choices: Options per question of a multiple-choice task (RACE: 4), else 0. Then
+            `text_column` is the passage, `pair_column` the question, `options_column` the
+            options and `label_values` the answer letters.
+        options_column: The options' key in multiple-choice files.
         metrics: Metric names reported by `training.metrics.compute_metrics`.
         primary_metric: The metric used to pick checkpoints; one of `metrics`.
         max_length: Default maximum sequence length N.
@@ -75,7 +97,11 @@ class TaskSpec:
     headerless_splits: Tuple[str, ...] = ()
     headerless_columns: Tuple[str, ...] = ()
     labelled_splits: Tuple[str, ...] = ("train", "dev")
-    dev_holdout: Optional[Tuple[float, int]] = None
+    carved_split: Optional[Tuple[str, str, float, int]] = None
+    other_dev_splits: Tuple[str, ...] = ()
+    repair_space_joined_label: bool = False
+    num_choices: int = 0
+    options_column: Optional[str] = None
     metrics: Tuple[str, ...] = ("accuracy",)
     primary_metric: str = "accuracy"
     max_length: int = 128
@@ -91,16 +117,20 @@ class TaskSpec:
 
     @property
     def splits(self) -> Tuple[str, ...]:
-        """The splits this task has, in `SPLITS` order."""
+        """The splits this task has, in `SPLITS` order, then `other_dev_splits`."""
         own = {split for split, _ in self.files}
-        if self.dev_holdout is not None:
-            own.add("dev")
-        return tuple(split for split in SPLITS if split in own)
+        if self.carved_split is not None:
+            own.add(self.carved_split[1])
+        return tuple(split for split in SPLITS + self.other_dev_splits if split in own)
 
     @property
     def num_labels(self) -> int:
-        """Width of the model's output: the number of classes, or 1 for regression."""
+        """The number of classes (answer letters of a multiple-choice task), or 1 for regression."""
         return 1 if self.is_regression else len(self.label_values)
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        return self.num_choices > 0
 
     @property
     def is_pair(self) -> bool:
@@ -119,6 +149,7 @@ class TaskSpec:
             ValueError: unknown or missing fields, or an inconsistent spec.
         """
         known = {field.name for field in dataclasses.fields(cls)}
+        data = _upgraded(data)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TaskSpec fields {unknown}")
@@ -132,8 +163,19 @@ class TaskSpec:
         if split not in self.splits:
             raise ValueError(
                 f"task {self.name!r} has no split {split!r}; its splits are {list(self.splits)}")
-        source = "train" if split == "dev" and self.dev_holdout is not None else split
-        return dict(self.files)[source]
+        if self.carved_split is not None and split == self.carved_split[1]:
+            split = self.carved_split[0]
+        return dict(self.files)[split]
+
+
+def _upgraded(data: Mapping[str, Any]) -> dict:
+    """`data` with the fields of older `task.json` files renamed: `dev_holdout: [fraction,
+    seed]` is `carved_split: ["train", "dev", fraction, seed]`."""
+    data = dict(data)
+    holdout = data.pop("dev_holdout", None)
+    if holdout is not None:
+        data["carved_split"] = ["train", "dev", *holdout]
+    return data
 
 
 def _as_tuples(value):
@@ -145,15 +187,28 @@ def _spec_problems(spec: TaskSpec) -> list:
     """Everything wrong with `spec`, as readable sentences (empty when it is consistent)."""
     problems = []
     file_splits = [split for split, _ in spec.files]
+    allowed = SPLITS + spec.other_dev_splits
     if not file_splits:
         problems.append("no files given")
-    unknown = sorted(set(file_splits) - set(SPLITS))
+    unknown = sorted(set(file_splits) - set(allowed))
     if unknown:
-        problems.append(f"unknown splits {unknown} (allowed: {list(SPLITS)})")
-    if spec.file_format not in FILE_FORMATS:
+        problems.append(f"unknown splits {unknown} (allowed: {list(allowed)})")
+    if spec.file_format not in BUILTIN_FORMATS:
         problems.append(f"file_format {spec.file_format!r} is not one of {list(FILE_FORMATS)}")
-    if spec.dev_holdout is not None and ("dev" in file_splits or "train" not in file_splits):
-        problems.append("dev_holdout needs a train file and no dev file")
+    unlabelled = [split for split in spec.other_dev_splits if split not in spec.labelled_splits]
+    if unlabelled:
+        problems.append(f"other_dev_splits {unlabelled} are evaluated, so they must be in labelled_splits")
+    if spec.carved_split is not None:
+        source, carved, fraction, _ = spec.carved_split
+        if source not in file_splits or carved in file_splits or carved not in SPLITS:
+            problems.append(f"carved_split {spec.carved_split} needs a {source!r} file and no "
+                            f"{carved!r} file, and {carved!r} must be one of {list(SPLITS)}")
+        if not 0 < fraction < 1:
+            problems.append(f"carved_split fraction {fraction} must be between 0 and 1")
+    if (spec.file_format == "race") != spec.is_multiple_choice or (
+            spec.is_multiple_choice and (spec.options_column is None or spec.num_choices < 2)):
+        problems.append("a multiple-choice task (num_choices >= 2, options_column) reads the "
+                        "\"race\" file format, and only it does")
     if spec.is_regression:
         if spec.label_values or spec.label_names:
             problems.append("a regression task has no label_values/label_names")
@@ -225,22 +280,77 @@ _BUILTIN = (
         metrics=("pearson", "spearman"), primary_metric="spearman",
         max_length=64, lr_bert=3e-5, lr_soft_extract=3e-3, lambda_=1e-3, batch_size=64),
     TaskSpec(
-        name="qnli", directory="glue/QNLI",
-        files=(("train", "train.tsv"), ("dev", "dev.tsv"), ("test", "test.tsv")),
-        file_format="tsv", text_column="question", pair_column="sentence",
-        label_column="label", label_values=_NLI, label_names=_NLI,
-        max_length=128, lr_bert=3e-5, lr_soft_extract=2e-4, lambda_=1.5e-4, batch_size=16),
-    TaskSpec(
         name="imdb", directory="imdb",
         files=(("train", "train_subset_5000.csv"), ("test", "test_subset_5000.csv")),
         file_format="csv", text_column="text", label_column="label",
         label_values=_BINARY, label_names=("negative", "positive"),
         labelled_splits=("train", "dev", "test"),
-        dev_holdout=(DEV_HOLDOUT_FRACTION, DEV_HOLDOUT_SEED),
+        carved_split=("train", "dev", DEV_HOLDOUT_FRACTION, DEV_HOLDOUT_SEED),
         max_length=512, lr_bert=3e-5, lr_soft_extract=2e-4, lambda_=7e-4, batch_size=8),
 )
 
-TASKS: Mapping[str, TaskSpec] = types.MappingProxyType({t.name: t for t in _BUILTIN})
+_MNLI_LABELS = ("entailment", "neutral", "contradiction")
+_QQP_COLUMNS = ("id", "qid1", "qid2", "question1", "question2", "is_duplicate")
+_QNLI = TaskSpec(
+    name="qnli", directory="glue/QNLI",
+    files=(("train", "train.tsv"), ("dev", "dev.tsv"), ("test", "test.tsv")),
+    file_format="tsv", text_column="question", pair_column="sentence",
+    label_column="label", label_values=_NLI, label_names=_NLI,
+    max_length=128, lr_bert=3e-5, lr_soft_extract=2e-4, lambda_=1.5e-4, batch_size=16)
+_QQP = TaskSpec(
+    name="qqp", directory="glue/QQP",
+    files=(("train", "train.tsv"), ("dev", "dev.tsv"), ("test", "test.tsv")),
+    file_format="tsv", text_column="question1", pair_column="question2",
+    label_column="is_duplicate", label_values=_BINARY, label_names=("not_duplicate", "duplicate"),
+    repair_space_joined_label=True,
+    # The paper reports QQP's F1 (GLUE gives F1 and accuracy).
+    metrics=("accuracy", "f1"), primary_metric="f1",
+    max_length=128, lr_bert=3e-5, lr_soft_extract=1e-4, lambda_=3e-4, batch_size=64)
+# The paper has one MNLI model with two Table 1 rows (MNLI-m, MNLI-mm); the search uses MNLI-m's.
+_MNLI = TaskSpec(
+    name="mnli", directory="glue/MNLI",
+    files=(("train", "train.tsv"), ("dev", "dev_matched.tsv"),
+           ("dev_mismatched", "dev_mismatched.tsv"), ("test", "test_matched.tsv")),
+    file_format="tsv", text_column="sentence1", pair_column="sentence2",
+    label_column="gold_label", label_values=_MNLI_LABELS, label_names=_MNLI_LABELS,
+    other_dev_splits=("dev_mismatched",), labelled_splits=("train", "dev", "dev_mismatched"),
+    max_length=128, lr_bert=3e-5, lr_soft_extract=2e-4, lambda_=1e-4, batch_size=64)
+_RACE = TaskSpec(
+    name="race", directory="race/RACE",
+    files=(("train", "train"), ("dev", "dev"), ("test", "test")),
+    file_format="race", text_column="article", pair_column="questions", label_column="answers",
+    options_column="options", num_choices=4,
+    label_values=("A", "B", "C", "D"), label_names=("A", "B", "C", "D"),
+    labelled_splits=("train", "dev", "test"),
+    max_length=512, lr_bert=1e-5, lr_soft_extract=2e-4, lambda_=1e-4, batch_size=4)
+
+# Substitute layouts, for data without some official file (the shared data): each makes the
+# missing split from another file, seeded, so the protocol differs from the paper's.
+_SUBSTITUTES = (
+    # Dev only: train on 70 % of dev, evaluate on the rest.
+    dataclasses.replace(_QNLI, files=(("dev", "dev.tsv"),),
+                        carved_split=("dev", "train", TRAIN_FROM_DEV_FRACTION, DEV_HOLDOUT_SEED)),
+    # A train subset without header and no dev file: dev is 20 % of it.
+    dataclasses.replace(_QQP, files=(("train", "train_subset_23497.tsv"),),
+                        headerless_splits=("train",), headerless_columns=_QQP_COLUMNS,
+                        carved_split=("train", "dev", DEV_HOLDOUT_FRACTION, DEV_HOLDOUT_SEED)),
+    # The 3-column dev files (premise, hypothesis, label id 0/1/2 in _MNLI_LABELS order): train on
+    # 70 % of dev matched, evaluate on the rest of it and on all of dev mismatched.
+    dataclasses.replace(_MNLI, files=(("dev", "dev_matched_3col.tsv"),
+                                      ("dev_mismatched", "dev_mismatched_3col.tsv")),
+                        headerless_splits=("dev", "dev_mismatched"),
+                        headerless_columns=("sentence1", "sentence2", "gold_label"),
+                        label_values=("0", "1", "2"), labelled_splits=("dev", "dev_mismatched"),
+                        carved_split=("dev", "train", TRAIN_FROM_DEV_FRACTION, DEV_HOLDOUT_SEED)),
+    # RACE's train split is a subset folder.
+    dataclasses.replace(_RACE, files=(("train", "train_subset"), ("dev", "dev"), ("test", "test"))),
+)
+
+TASKS: Mapping[str, TaskSpec] = types.MappingProxyType(
+    {t.name: t for t in _BUILTIN + (_QNLI, _QQP, _MNLI, _RACE)})
+# Every layout of each task, the official one (`TASKS[name]`) first.
+TASK_LAYOUTS: Mapping[str, Tuple[TaskSpec, ...]] = types.MappingProxyType(
+    {name: (spec,) + tuple(s for s in _SUBSTITUTES if s.name == name) for name, spec in TASKS.items()})
 
 
 def task_names() -> Tuple[str, ...]:

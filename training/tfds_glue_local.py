@@ -1,7 +1,9 @@
 """A tensorflow-datasets builder for the local task files, registered as `powerbert_glue_local`.
 
 Importing this module registers the builder; it never touches the network. One config per
-built-in task (`powerbert_glue_local/sst2`, ..., `/imdb`); the files are read from `manual_dir`,
+built-in single-text or pair task in its official layout (`powerbert_glue_local/sst2`, ...,
+`/imdb`; RACE and the substitute layouts of `training.tasks.TASK_LAYOUTS` are read directly by
+`training.data`); the files are read from `manual_dir`,
 laid out as the data directory (`glue/SST-2/train.tsv`, `imdb/...`), by `training.data`, so
 parsing and checking are the same as for `read_split`.
 
@@ -25,8 +27,9 @@ import tensorflow_datasets as tfds
 from training import data
 from training.tasks import TaskSpec, get_task, task_names
 
-# tfds's split names for the project's splits.
-TFDS_SPLITS = {"train": tfds.Split.TRAIN, "dev": tfds.Split.VALIDATION, "test": tfds.Split.TEST}
+# tfds's split names for the project's splits (MNLI's extra dev split as tfds's glue/mnli names it).
+TFDS_SPLITS = {"train": tfds.Split.TRAIN, "dev": tfds.Split.VALIDATION, "test": tfds.Split.TEST,
+               "dev_mismatched": "validation_mismatched"}
 # tfds's GLUE convention for the labels of unlabelled test files.
 NO_LABEL = -1
 
@@ -48,7 +51,7 @@ class PowerbertGlueLocal(tfds.core.GeneratorBasedBuilder):
     }
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name=name, description=f"PoWER-BERT task {name!r}.")
-        for name in task_names()
+        for name in task_names() if not get_task(name).is_multiple_choice
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Pass DownloadConfig(manual_dir=...) pointing at the data directory that holds "

@@ -32,7 +32,7 @@ def user_task(
     Args:
         name: Name of the task, used in messages.
         train, dev, test: Paths of the split files; give at least one. Without a dev file,
-            pass `dev_holdout=(fraction, seed)` to hold out part of train as dev.
+            pass `carved_split=("train", "dev", fraction, seed)` to hold out part of train as dev.
         text_column, label_column, pair_column: Header names of the text, label and optional
             second-text columns.
         label_values: The label strings in the order of their ids (a JSON integer label 1 is
@@ -47,7 +47,7 @@ def user_task(
             metrics (accuracy; pearson and spearman) unless `metrics` is given.
         test_labelled: Whether the test file has the label column.
         file_format: "tsv", "csv" or "jsonl"; by default taken from the file extension.
-        **settings: Any other `TaskSpec` field (dev_holdout, max_length, lr_bert,
+        **settings: Any other `TaskSpec` field (carved_split, max_length, lr_bert,
             lr_soft_extract, lambda_, batch_size, metrics); the defaults are SST-2's Table 1 row
             with N = 128 and batch 32.
 

@@ -19,6 +19,16 @@ class BaselineDirError(ValueError):
     """The directory is not a finished baseline (or belongs to another method)."""
 
 
+def read_teacher(run):
+    """(config, task, fine-tuned model) of a teacher `RunDir`; the baselines are built for
+    classification and regression, so a multiple-choice teacher is refused."""
+    config, task = run.read_config(), run.read_task()
+    if task.is_multiple_choice:
+        raise BaselineDirError(f"{run.path} is a {task.name} run: the baselines (students, Head-Prune) are "
+                               f"built for classification and regression tasks, not multiple choice")
+    return config, task, run.load_model("finetune", compile=False)
+
+
 class BaselineDir:
     def __init__(self, path):
         self.path = path

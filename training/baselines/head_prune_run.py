@@ -7,7 +7,7 @@ seeded subset of the run's training examples (never the dev set), with the task'
 import dataclasses
 import time
 
-from training.baselines.baseline_dir import BaselineDir
+from training.baselines.baseline_dir import BaselineDir, read_teacher
 from training.baselines.head_pruning import progressive_pruning
 from training.fit_step import evaluate
 from training.run_dir import RunDir
@@ -21,8 +21,7 @@ def run_head_prune(teacher_run, out, step_fraction=0.1, levels=6, importance_exa
     Returns: the list of point infos (level 0 is the unpruned teacher).
     """
     run = RunDir(teacher_run)
-    config, task = run.read_config(), run.read_task()
-    teacher = run.load_model("finetune", compile=False)
+    config, task, teacher = read_teacher(run)
     total_heads = sum(teacher.encoder.attention_heads)
     step_heads = max(1, round(step_fraction * total_heads))
     if step_heads * levels > total_heads - len(teacher.encoder.attention_heads):

@@ -17,7 +17,7 @@ import time
 import keras
 
 from powerbert_tf.compression import evenly_spaced_layers, select_layers
-from training.baselines.baseline_dir import BaselineDir
+from training.baselines.baseline_dir import BaselineDir, read_teacher
 from training.baselines.distiller import Distiller
 from training.fit_step import best_model_path, checkpointed_fit, evaluate
 from training.run_dir import RunDir
@@ -65,8 +65,7 @@ def train_student(teacher_run, settings: StudentSettings, out, data_dir=None, ve
     """
     settings = settings.resolved()
     run = RunDir(teacher_run)
-    teacher_config, task = run.read_config(), run.read_task()
-    teacher = run.load_model("finetune", compile=False)
+    teacher_config, task, teacher = read_teacher(run)
     total_layers = teacher.encoder.bert_config.num_hidden_layers
     if settings.method == "distilbert":
         layers, pairs, soft_kind = evenly_spaced_layers(total_layers, settings.layers), (), "kl"

@@ -1,0 +1,104 @@
+"""`powerbert analyze paper-table`: seeds averaged by hand, MNLI's two rows, speed-ups read from the
+benchmark report's batch-32 rows, the protocol note of a made-up split, and its errors."""
+
+import json
+import math
+
+import pytest
+
+from benchmarks.paper_table import build_paper_table, format_paper_table
+from benchmarks.settings import BenchError
+from powerbert_cli.main import main
+from training.data import task_for_data
+from training.tasks import get_task
+
+
+def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, settings=None, spec=None):
+    """A finished run directory as the pipeline leaves it (the files the table reads)."""
+    path.mkdir(parents=True)
+    summary = {
+        "task": task, "metric": "accuracy", "max_length": 128, "retention": [90, 60, 30],
+        "flop_ratio": flop, "settings": {"seed": seed, "epochs": 2, "search_epochs": 1, "retrain_epochs": 1,
+                                         "lr_bert": 3e-5, **(settings or {})},
+        "baseline": {"primary": base}, "power_bert": {"primary": power},
+        "train_examples": {"finetune": 100, "search": 100, "retrain": 100}, "dev_examples": 50,
+        "checkpoints_chosen_on": "dev (the reported set)", "differs_from_paper": {"epochs": {"paper": 3, "used": 2}},
+    }
+    if mismatched is not None:
+        summary["other_dev"] = {"dev_mismatched": {"baseline": {"primary": mismatched[0]},
+                                                   "power_bert": {"primary": mismatched[1]}}}
+        summary["other_dev_examples"] = {"dev_mismatched": 70}
+    (path / "summary.json").write_text(json.dumps(summary))
+    (path / "task.json").write_text(json.dumps((spec or get_task(task)).to_dict()))
+    return str(path)
+
+
+def write_bench(path, task, padded, dynamic, batch=32):
+    rows = [{"variant": "power:saved_model", "batch_size": batch, "speedup": {"1": padded, "2": 9.9}},
+            {"variant": "power-dynamic:saved_model", "batch_size": batch, "speedup": {"1": 9.9, "2": dynamic}},
+            {"variant": "power:saved_model", "batch_size": 1, "speedup": {"1": 7.7}}]
+    path.mkdir(parents=True)
+    (path / "benchmark.json").write_text(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch]}))
+    return str(path)
+
+
+@pytest.fixture
+def mnli_spec(tmp_path):
+    for name in ("dev_matched_3col.tsv", "dev_mismatched_3col.tsv"):
+        (tmp_path / "data/glue/MNLI").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data/glue/MNLI" / name).write_text("p\th\t0\n")
+    return task_for_data("mnli", tmp_path / "data")
+
+
+def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
+    runs = [write_run(tmp_path / f"sst2-{s}", "sst2", s, b, p, flop=f)
+            for s, (b, p, f) in enumerate([(0.90, 0.89, 3.0), (0.88, 0.88, 3.2), (0.86, 0.84, 3.4)])]
+    runs += [write_run(tmp_path / f"mnli-{s}", "mnli", s, b, p, mismatched=mm, spec=mnli_spec)
+             for s, (b, p, mm) in enumerate([(0.80, 0.78, (0.79, 0.75)), (0.82, 0.80, (0.81, 0.79))])]
+    table = build_paper_table(runs, [write_bench(tmp_path / "b-sst2", "sst2", 2.5, 1.7)])
+    rows = {r["row"]: r for r in table["rows"]}
+    assert [r["row"] for r in table["rows"]] == ["sst2", "mnli-m", "mnli-mm"]  # the paper's order
+    sst2 = rows["sst2"]
+    assert sst2["baseline"] == pytest.approx((0.88, 0.02))  # mean, sample std of .90 .88 .86
+    assert sst2["power_bert"][0] == pytest.approx((0.89 + 0.88 + 0.84) / 3)
+    losses = [1.0, 0.0, 2.0]  # points
+    assert sst2["loss_points"] == pytest.approx((1.0, math.sqrt(sum((x - 1.0) ** 2 for x in losses) / 2)))
+    assert sst2["flop_bound"] == pytest.approx((3.2, 0.2))
+    assert (sst2["speedup"]["padded"], sst2["speedup"]["dynamic"]) == (2.5, 1.7)
+    assert sst2["paper"] == {"bert": 93.0, "power_bert": 92.1, "loss_points": 0.9, "speedup": 2.4}
+    assert rows["mnli-mm"]["baseline"] == pytest.approx((0.80, math.sqrt(2) * 0.01))
+    assert rows["mnli-mm"]["power_bert"][0] == pytest.approx(0.77)
+    assert rows["mnli-m"]["paper"]["speedup"] == 2.6 and rows["mnli-mm"]["paper"]["speedup"] == 2.1
+    assert rows["mnli-m"]["speedup"] is None  # no report given
+    text = format_paper_table(table)
+    assert "| sst2 | accuracy | 3 | 88.00 +- 2.00 |" in text and "| 2.50x | 1.70x | 0.9 | 2.40x |" in text
+    assert "**protocol differs from the paper's**: train is a seeded 70% of the dev file dev_matched_3col.tsv" in text
+    assert "dev_mismatched 70" in text
+
+
+def test_one_seed_is_shown_without_a_std(tmp_path):
+    table = build_paper_table([write_run(tmp_path / "race", "race", 0, 0.60, 0.58)])
+    (row,) = table["rows"]
+    assert row["baseline"] == (0.60, None) and row["paper"] is None
+    assert "| race | accuracy | 1 | 60.00 | 58.00 | 2.00 |" in format_paper_table(table)
+
+
+def test_errors(tmp_path):
+    a = write_run(tmp_path / "a", "rte", 0, 0.6, 0.6)
+    with pytest.raises(BenchError, match=r"differ in more than the seed: lr_bert"):
+        build_paper_table([a, write_run(tmp_path / "b", "rte", 1, 0.6, 0.6, settings={"lr_bert": 1e-5})])
+    with pytest.raises(BenchError, match=r"two rte runs have the same seed"):
+        build_paper_table([a, write_run(tmp_path / "c", "rte", 0, 0.6, 0.6)])
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(BenchError, match=r"unfinished has not finished all three steps"):
+        build_paper_table([str(tmp_path / "unfinished")])
+    with pytest.raises(BenchError, match=r"has no rows at batch 32 \(its batch sizes: \[1, 8\]\)"):
+        build_paper_table([a], [write_bench(tmp_path / "b8", "rte", 2.0, 1.5, batch=8)])
+
+
+def test_cli_writes_the_table(tmp_path, capsys):
+    runs = [write_run(tmp_path / f"rte-{s}", "rte", s, 0.6 + s / 100, 0.59) for s in range(2)]
+    assert main(["analyze", "paper-table", "--runs", *runs, "--out", str(tmp_path / "out")]) == 0
+    written = (tmp_path / "out" / "paper-table.md").read_text()
+    assert "Made by `powerbert" in written and "| rte | accuracy | 2 | 60.50 +- 0.71 |" in written
+    assert json.loads((tmp_path / "out" / "paper-table.json").read_text())["rows"][0]["row"] == "rte"
