@@ -51,7 +51,7 @@ def race_run(tmp_path_factory):
     init = write_tiny_init(str(root / "init"), NO_DROPOUT)
     data_dir = write_tiny_race(root / "data")
     task = task_for_data("race", data_dir)
-    config = make_config((init, task), max_length=N, batch_size=8, epochs=8, search_epochs=4,
+    config = make_config((init, task), max_length=N, batch_size=8, epochs=4, search_epochs=4,
                          checkpoint_every=24, lambda_=3e-5)
     keras.utils.set_random_seed(0)
     summary = Pipeline(config, str(root / "run"), data_dir=data_dir, verbose=0).run()

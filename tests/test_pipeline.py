@@ -290,7 +290,8 @@ def test_evaluate_scores_a_regression_task_from_its_pipeline_batches():
 
 def test_other_dev_split_is_evaluated_with_each_steps_best_model(tiny, tmp_path):
     # MNLI's dev_mismatched: a second evaluation split, reported beside dev. Here it is the dev file
-    # with every label flipped, so the model that scores dev accuracy a scores 1 - a on it.
+    # with every label flipped, so the model that scores dev accuracy a scores 1 - a on it (whatever
+    # it learned in its two short epochs).
     init, task = tiny
     dev_path = dict(task.files)["dev"]
     lines = open(dev_path).read().splitlines()
@@ -301,9 +302,9 @@ def test_other_dev_split_is_evaluated_with_each_steps_best_model(tiny, tmp_path)
                                other_dev_splits=("dev_flipped",),
                                labelled_splits=task.labelled_splits + ("dev_flipped",))
     keras.utils.set_random_seed(0)
-    summary = Pipeline(make_config((init, task)), str(tmp_path / "run"), task=task, verbose=0).run(("finetune",))
+    config = make_config((init, task), epochs=2, checkpoint_every=12)
+    summary = Pipeline(config, str(tmp_path / "run"), task=task, verbose=0).run(("finetune",))
     dev = summary["baseline"]["accuracy"]
-    assert dev >= MIN_ACCURACY
     assert summary["other_dev"]["dev_flipped"]["baseline"]["accuracy"] == pytest.approx(1 - dev)
     assert summary["other_dev"]["dev_flipped"]["power_bert"] is None
     assert "baseline dev_flipped accuracy" in format_summary(summary)
