@@ -104,6 +104,10 @@ def check_job(args):
     file_format = input_format(args.input, args.format)
     version_dir = version_directory(args.model, args.version)
     metadata = read_metadata(version_dir)
+    if metadata.get("num_choices"):
+        raise PredictError(f"{version_dir} is a multiple-choice model ({metadata['task']}); powerbert predict "
+                           f"reads texts and text pairs: send article, question and options to its "
+                           f"classify_text signature (powerbert serve) instead")
     text_column, pair_column = _columns(file_format, args.text_column, args.text_pair_column,
                                         metadata["pair"])
     job = PredictJob(args.input, args.output, file_format, text_column, pair_column, version_dir,

@@ -130,3 +130,18 @@ def test_baselines_refuse_a_multiple_choice_teacher(race_run, tmp_path):
         train_student(out, StudentSettings("distilbert", 2), str(tmp_path / "student"))
     with pytest.raises(BaselineDirError, match=r"not multiple choice"):
         run_head_prune(out, str(tmp_path / "pruned"))
+
+
+def test_batch_predict_refuses_a_multiple_choice_export(race_run, tmp_path):
+    from powerbert_cli.export_run import export_run
+    from serving.batch_predict import PredictError, add_predict_parser, check_job
+
+    export_run(str(race_run[1]), str(tmp_path / "race"))
+    (tmp_path / "in.txt").write_text("a sentence\n")
+    import argparse
+    parser = argparse.ArgumentParser().add_subparsers()
+    add_predict_parser(parser)
+    args = parser.choices["predict"].parse_args(
+        ["--model", str(tmp_path / "race"), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.jsonl")])
+    with pytest.raises(PredictError, match=r"is a multiple-choice model \(race\); .* classify_text"):
+        check_job(args)
