@@ -10,6 +10,7 @@ import tensorflow as tf
 from powerbert_tf.bert_config import BertConfig
 from powerbert_tf.checkpoints.bert_weights import VOCAB_FILE, BertWeights, read_vocab
 from powerbert_tf.checkpoints.errors import CheckpointError
+from powerbert_tf.checkpoints.tf_checkpoint import CheckpointFile, checkpoint_prefix
 from powerbert_tf.checkpoints.variable_names import assign_weights, google_variable_map
 
 CHECKPOINT_PREFIX = "bert_model.ckpt"
@@ -18,38 +19,16 @@ CONFIG_FILE = "bert_config.json"
 _HEAD_WEIGHTS, _HEAD_BIAS = "output_weights", "output_bias"
 
 
-def _checkpoint_prefix(path):
-    """Accept a directory holding `bert_model.ckpt.index` or a checkpoint prefix."""
-    if os.path.isdir(path):
-        found = tf.train.latest_checkpoint(path)
-        prefix = os.path.join(path, CHECKPOINT_PREFIX)
-        if os.path.exists(prefix + ".index"):
-            return prefix
-        if found:
-            return found
-        raise CheckpointError(f"no {CHECKPOINT_PREFIX}.index (or other TF checkpoint) in {path}")
-    if os.path.exists(path + ".index"):
-        return path
-    raise CheckpointError(f"no TF checkpoint at {path} (expected {path}.index)")
-
-
 def read_google_checkpoint(path, names):
     """Dict name -> array for `names` found in the checkpoint (missing names are left out)."""
-    prefix = _checkpoint_prefix(path)
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        available = reader.get_variable_to_shape_map()
-        return {name: np.asarray(reader.get_tensor(name), dtype=np.float32)
-                for name in names if name in available}
-    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as err:
-        raise CheckpointError(f"{prefix} is not a readable TF checkpoint: {err.__class__.__name__}: "
-                              f"{getattr(err, 'message', err)}") from err
+    checkpoint = CheckpointFile(checkpoint_prefix(path, CHECKPOINT_PREFIX))
+    return {name: checkpoint.tensor(name) for name in names if name in checkpoint.shapes}
 
 
 def load_google_checkpoint(encoder, path):
     """Load Google BERT checkpoint variables (`bert/encoder/layer_0/...`) into a built encoder."""
     names = google_variable_map(encoder)
-    assign_weights(encoder, read_google_checkpoint(path, names), source=_checkpoint_prefix(path))
+    assign_weights(encoder, read_google_checkpoint(path, names), source=checkpoint_prefix(path, CHECKPOINT_PREFIX))
 
 
 def save_google_checkpoint(encoder, directory, vocab_path=None):
@@ -73,21 +52,16 @@ def read_google_directory(directory, checkpoint=None):
     Variables under `bert/` that a BERT of the config does not have are reported (named);
     pretraining heads (`cls/`), optimizer slots and `global_step` are skipped.
     """
-    import tensorflow as tf
-
     config_path = os.path.join(directory, CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise CheckpointError(f"{directory} has no {CONFIG_FILE} (not a Google BERT directory)")
-    prefix = _checkpoint_prefix(checkpoint or directory)
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        names = sorted(reader.get_variable_to_shape_map())
-    except (tf.errors.OpError, ValueError) as err:
-        raise CheckpointError(f"{prefix} is not a readable TF checkpoint: {err}") from None
+    prefix = checkpoint_prefix(checkpoint or directory, CHECKPOINT_PREFIX)
+    reader = CheckpointFile(prefix)
+    names = sorted(reader.shapes)
     tensors, unknown = {}, []
     for name in names:
         if name.startswith("bert/") and not _is_training_state(name):
-            tensors[name] = np.asarray(reader.get_tensor(name), np.float32)
+            tensors[name] = reader.tensor(name)
         elif not _is_training_state(name) and name not in (_HEAD_WEIGHTS, _HEAD_BIAS):
             unknown.append(name)
     if unknown:
@@ -95,8 +69,7 @@ def read_google_directory(directory, checkpoint=None):
                               f"are neither run_classifier.py's head nor training state; first few: {unknown[:5]})")
     kernel = bias = None
     if _HEAD_WEIGHTS in names:
-        kernel = np.asarray(reader.get_tensor(_HEAD_WEIGHTS), np.float32).T
-        bias = np.asarray(reader.get_tensor(_HEAD_BIAS), np.float32)
+        kernel, bias = reader.tensor(_HEAD_WEIGHTS).T, reader.tensor(_HEAD_BIAS)
     from powerbert_tf.tokenizer import read_lower_case
 
     vocab_path = os.path.join(directory, VOCAB_FILE)

@@ -26,6 +26,7 @@ import numpy as np
 from powerbert_tf.bert_config import BertConfig
 from powerbert_tf.checkpoints.bert_weights import BertWeights, read_vocab, write_tokenizer_files
 from powerbert_tf.checkpoints.errors import CheckpointError
+from powerbert_tf.checkpoints.tf_checkpoint import CheckpointFile, checkpoint_prefix
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _EMBEDDINGS = {0: "word_embeddings", 1: "position_embeddings", 2: "token_type_embeddings"}
@@ -45,24 +46,6 @@ _HEAD = "out_proj"
 # What Model Garden's `tf_utils.get_activation` means by each name, in `BertConfig` terms:
 # its "gelu" is the tanh approximation.
 _ACTIVATIONS = {"gelu": "gelu_new", "relu": "relu", "tanh": "tanh", "exact_gelu": "gelu"}
-
-
-def checkpoint_prefix(path):
-    """A checkpoint prefix from a prefix, or a directory with a `checkpoint` file or one `*.index`."""
-    import tensorflow as tf
-
-    if os.path.isfile(path + ".index"):
-        return path
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest:
-            return latest
-        indexes = sorted(f[: -len(".index")] for f in os.listdir(path) if f.endswith(".index"))
-        if len(indexes) == 1:
-            return os.path.join(path, indexes[0])
-        raise CheckpointError(f"{path}: expected one TF checkpoint (a `checkpoint` file or one *.index), "
-                              f"found {len(indexes)}")
-    raise CheckpointError(f"no TF checkpoint at {path} (expected a directory or {path}.index)")
 
 
 def read_model_garden_config(path):
@@ -139,14 +122,9 @@ def read_model_garden_checkpoint(path, config=None, vocab_path=None, lower_case=
         CheckpointError: not readable, not a BERT encoder, or a variable that is missing, extra
             (named) or mis-shaped.
     """
-    import tensorflow as tf
-
     prefix = checkpoint_prefix(path)
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        shapes = reader.get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as err:
-        raise CheckpointError(f"{prefix} is not a readable TF checkpoint: {err}") from None
+    reader = CheckpointFile(prefix)
+    shapes = reader.shapes
     names = {n for n in shapes if n.endswith(_SUFFIX)}
     root = _encoder_root(names, prefix)
     heads_kernel = shapes.get(f"{root}layer_with_weights-{_FIRST_BLOCK}/_attention_layer/_query_dense/kernel{_SUFFIX}")
@@ -157,7 +135,7 @@ def read_model_garden_checkpoint(path, config=None, vocab_path=None, lower_case=
     pooler = f"{root}layer_with_weights-{_FIRST_BLOCK + num_layers}"
     tensors, head, ignored = {}, {}, []
     for name in sorted(names):
-        value = np.asarray(reader.get_tensor(name), np.float32)
+        value = reader.tensor(name)
         path_ = name[: -len(_SUFFIX)]
         if name.startswith(pooler + "/"):
             leaf = path_[len(pooler) + 1:]
