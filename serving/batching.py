@@ -55,8 +55,8 @@ class _Task:
 
 
 class _Batch:
-    def __init__(self, run, task):
-        self.run, self.tasks, self.size = run, [task], task.size
+    def __init__(self, key, run, task):
+        self.key, self.run, self.tasks, self.size = key, run, [task], task.size
         self.opened = time.monotonic()
 
 
@@ -64,11 +64,13 @@ class BatchScheduler:
     """Batches tasks per key and runs them on `num_batch_threads` daemon threads.
 
     `submit(key, run, arrays, size)` returns a `concurrent.futures.Future` of the task's outputs;
-    `run(arrays) -> {output: numpy}` is the TensorFlow call of the key's signature.
+    `run(arrays) -> {output: numpy}` is the TensorFlow call of the key's signature. `on_batch(key,
+    rows)`, if given, is told of every batch as it starts running (metrics).
     """
 
-    def __init__(self, params=None):
+    def __init__(self, params=None, on_batch=None):
         self.params = params or BatchingParameters()
+        self._on_batch = on_batch
         self.batches_run = 0
         self.tasks_run = 0
         self._cv = threading.Condition()
@@ -95,7 +97,7 @@ class BatchScheduler:
                 if len(queue) >= self.params.max_enqueued_batches:
                     raise ServingError("The batch scheduling queue to which this task was submitted "
                                        "is full", UNAVAILABLE)
-                queue.append(_Batch(run, task))
+                queue.append(_Batch(key, run, task))
             self._cv.notify()
         return task.future
 
@@ -113,6 +115,11 @@ class BatchScheduler:
             return {"batches": self.batches_run, "tasks": self.tasks_run, "queued_tasks": queued,
                     **{k: getattr(self.params, k) for k in ("max_batch_size", "batch_timeout_micros",
                                                             "max_enqueued_batches", "num_batch_threads")}}
+
+    def queue_depths(self):
+        """{key: tasks waiting} of the keys with a queue."""
+        with self._cv:
+            return {key: sum(len(b.tasks) for b in queue) for key, queue in self._queues.items() if queue}
 
     # === Batch threads ===
 
@@ -166,6 +173,8 @@ class BatchScheduler:
             self.tasks_run += len(tasks)
         if not tasks:
             return
+        if self._on_batch is not None:
+            self._on_batch(batch.key, sum(t.size for t in tasks))
         if len(tasks) == 1:
             return self._run_alone(batch.run, tasks[0])
         try:

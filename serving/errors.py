@@ -4,6 +4,7 @@ TF Serving turns an `absl::Status` into HTTP with `ToHTTPStatusCode` (`model_ser
 INVALID_ARGUMENT / FAILED_PRECONDITION / OUT_OF_RANGE -> 400, NOT_FOUND -> 404, RESOURCE_EXHAUSTED
 -> 429, UNIMPLEMENTED -> 501, UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504. We add 408 (body not
 received in time) and 413 (body over the size limit), which TF Serving has no equivalent for.
+`code_name` maps back, for the metrics' `status` label (400 is always INVALID_ARGUMENT).
 """
 
 INVALID_ARGUMENT = 400
@@ -13,6 +14,17 @@ PAYLOAD_TOO_LARGE = 413
 UNIMPLEMENTED = 501
 UNAVAILABLE = 503
 DEADLINE_EXCEEDED = 504
+
+
+# HTTP status -> TF Serving's error code name; 408 and 413 get the nearest code.
+_CODE_NAMES = {200: "OK", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED",
+               413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 501: "UNIMPLEMENTED",
+               503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
+def code_name(http_status):
+    """TF Serving's error code name (`OK`, `INVALID_ARGUMENT`, ...) of an HTTP status we answer."""
+    return _CODE_NAMES.get(http_status, "UNKNOWN")
 
 
 class ServingError(Exception):

@@ -2,7 +2,8 @@
 
 Predict: read the body with a size limit (413) and a deadline (408); parse and validate it against
 the signature (400) on the event loop when small, on a worker thread when large; run TensorFlow on
-the inference threads, or through the batch scheduler; answer within `timeout_ms` (504).
+the inference threads, or through the batch scheduler; answer within `timeout_ms` (504). Every
+`/v1` answer is counted for the Prometheus metrics when they are on.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ import collections
 import functools
 import logging
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import ClientDisconnect
@@ -18,10 +20,11 @@ from starlette.responses import Response
 from serving.batching import BatchScheduler
 from serving.servable import Servable
 from serving.errors import (DEADLINE_EXCEEDED, NOT_FOUND, PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT,
-                            ServingError, describe_exception)
+                            ServingError, code_name, describe_exception)
 from serving.json_tensor import decode_request_tensors, dumps, encode_response, parse_json_object, \
     split_predict_request
-from serving.model_store import ModelStore
+from serving.metrics import CONTENT_TYPE, ServingMetrics
+from serving.model_manager import ModelManager
 from serving.options import ServingOptions
 
 log = logging.getLogger("serving")
@@ -31,25 +34,52 @@ _GET = re.compile(r"/v1/models(?:/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(
 _INT64_MAX = 2 ** 63 - 1
 
 
+class _Call:
+    """What one `/v1` request is about, as far as it got: the labels of its metrics."""
+
+    __slots__ = ("model", "version", "signature", "api")
+
+    def __init__(self):
+        self.model, self.version, self.signature, self.api = "", None, "", ""
+
+
 class ModelServer:
-    """The models, the batch scheduler and the inference threads behind the routes."""
+    """The models, the batch scheduler, the inference threads and the metrics behind the routes.
+
+    Args:
+        models: {name: base path}; ignored when `options.model_config_file` is set.
+        options: `ServingOptions`.
+
+    Raises:
+        ConfigError: `options.model_config_file` cannot be read or is refused.
+    """
 
     def __init__(self, models, options=None):
-        self.options = options or ServingOptions()
-        loader = functools.partial(Servable, prefer_tflite=self.options.prefer_tflite_model)
-        self.stores = {name: ModelStore(name, path, self.options.poll_seconds, loader=loader)
-                       for name, path in models.items()}
-        self.scheduler = BatchScheduler(self.options.batching) if self.options.enable_batching else None
-        self.executor = ThreadPoolExecutor(self.options.num_request_threads, thread_name_prefix="predict")
+        self.options = options = options or ServingOptions()
+        self.models = ModelManager(
+            models, options.model_config_file, options.poll_seconds, options.model_config_poll_seconds,
+            options.allow_unavailable_labels,
+            loader=functools.partial(Servable, prefer_tflite=options.prefer_tflite_model))
+        self.metrics, self.scheduler, on_batch = None, None, None
+        if options.prometheus_path:
+            self.metrics = ServingMetrics(
+                (lambda: self.scheduler.queue_depths()) if options.enable_batching else None)
+            on_batch = self.metrics.record_batch if options.enable_batching else None
+        if options.enable_batching:
+            self.scheduler = BatchScheduler(options.batching, on_batch)
+        self.executor = ThreadPoolExecutor(options.num_request_threads, thread_name_prefix="predict")
         self.responses = collections.Counter()
 
+    @property
+    def stores(self):
+        return self.models.stores
+
     def start(self):
-        for store in self.stores.values():
-            store.start()
+        """Loads the models (once). Raises ConfigError if the model config's labels are refused."""
+        self.models.start()
 
     def stop(self):
-        for store in self.stores.values():
-            store.stop()
+        self.models.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -59,25 +89,36 @@ class ModelServer:
         for name, store in self.stores.items():
             serving = store.serving
             models[name] = {"serving_version": serving.version if serving else None,
+                            "available_versions": sorted(store.available_versions()),
+                            "labels": self.models.labels.get(name, {}),
                             "tf_calls": store.stats.tf_calls, "examples": store.stats.examples}
         return {"models": models, "responses": dict(self.responses),
-                "batching": self.scheduler.stats() if self.scheduler else None}
+                "batching": self.scheduler.stats() if self.scheduler else None,
+                "model_config": self.models.config_status() if self.models.config_file else None}
 
     # === Routes ===
 
     async def handle_v1(self, request):
+        started, call = time.perf_counter(), _Call()
         try:
-            payload = await self._dispatch(request)
+            payload = await self._dispatch(request, call)
             status = 200
         except ServingError as e:
             payload, status = {"error": e.message}, e.status
         except Exception as e:  # a bug of ours: say so, without a traceback
             log.exception("internal error on %s %s", request.method, request.url.path)
             payload, status = {"error": f"Internal error: {describe_exception(e)}"}, 500
-        return self._respond(payload, status)
+        response = self._respond(payload, status)
+        if self.metrics is not None:
+            self.metrics.record_request(call.model, call.version, call.signature, call.api, code_name(status),
+                                        time.perf_counter() - started)
+        return response
 
     async def handle_stats(self, request):
         return self._respond(self.stats(), 200)
+
+    async def handle_prometheus(self, request):
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def handle_other(self, request):
         return self._respond({"error": f"Not found: {request.method} {request.url.path}"}, NOT_FOUND)
@@ -87,7 +128,7 @@ class ModelServer:
         body = payload if isinstance(payload, bytes) else dumps(payload).encode("utf-8")
         return Response(body, status_code=status, media_type="application/json")
 
-    async def _dispatch(self, request):
+    async def _dispatch(self, request, call):
         path, method = request.url.path, request.method
         malformed = ServingError(f"Malformed request: {method} {path}"[:300])
         if method == "POST":
@@ -95,9 +136,10 @@ class ModelServer:
             if match is None:
                 raise malformed
             name, version, label, verb = match.groups()
+            call.api = verb
             if verb != "predict":  # TF Serving answers 400 too on models without such signatures
                 raise ServingError(f"The {verb} API is not supported by this server; use :predict")
-            return await self._predict(request, name, _version(version, label))
+            return await self._predict(request, name, self._version(name, version, label, call), call)
         if method == "GET":
             match = _GET.fullmatch(path)
             if match is None:
@@ -105,31 +147,44 @@ class ModelServer:
             name, version, label, metadata = match.groups()
             if name is None:
                 raise ServingError("Missing model name in request.")
-            version = _version(version, label)
-            store = self._store(name, version)
+            call.api = "metadata" if metadata else "status"
+            version = self._version(name, version, label, call)
+            store = self.models.store(name, version)
             if metadata:
-                return store.get(version).metadata()
+                servable = store.get(version)
+                call.version = servable.version
+                return servable.metadata()
             return store.status(version)
         raise malformed
 
-    def _store(self, name, version=None):
-        if name not in self.stores:
-            spec = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
-            raise ServingError(f"Servable not found for request: {spec}", NOT_FOUND)
-        return self.stores[name]
+    def _version(self, name, text, label, call):
+        """The version a URL asks for (None: the latest), through the model's labels if by label."""
+        if name in self.stores:
+            call.model = name  # only served names become metric labels
+        if label is not None:
+            version = self.models.version_for_label(name, label)
+        elif text is None:
+            return None
+        elif len(text) > 19 or int(text) > _INT64_MAX:
+            raise ServingError(f"Failed to convert version: {text[:40]} to numeric.")
+        else:
+            version = int(text)
+        if call.model and version in self.stores[name].available_versions():
+            call.version = version
+        return version
 
     # === Predict ===
 
-    async def _predict(self, request, name, version):
+    async def _predict(self, request, name, version, call):
         body = await self._read_body(request)
         loop = asyncio.get_running_loop()
         timeout = self.options.timeout_ms / 1000
 
         async def answer():
             if len(body) <= self.options.inline_parse_bytes:
-                prepared = self._prepare(body, name, version)
+                prepared = self._prepare(body, name, version, call)
             else:
-                prepared = await loop.run_in_executor(None, self._prepare, body, name, version)
+                prepared = await loop.run_in_executor(None, self._prepare, body, name, version, call)
             servable, signature, fmt, arrays, rows = prepared
             if self.scheduler is not None and rows is not None:
                 key = (name, servable.version, signature.name)
@@ -148,12 +203,14 @@ class ModelServer:
             raise ServingError(f"Deadline exceeded: no answer within {self.options.timeout_ms} ms",
                                DEADLINE_EXCEEDED)
 
-    def _prepare(self, body, name, version):
+    def _prepare(self, body, name, version, call):
         """Parse and validate: (servable, signature, format, arrays, rows or None if not batchable)."""
         request = parse_json_object(body)
         signature_name, fmt, value = split_predict_request(request)
-        servable = self._store(name, version).get(version)
+        servable = self.models.store(name, version).get(version)
+        call.version = servable.version
         signature = servable.signature(signature_name)
+        call.signature = signature.name
         arrays = decode_request_tensors(fmt, value, signature.inputs, servable.value_ranges)
         batch_major = all(spec.shape.rank and spec.shape[0] is None for spec in signature.inputs.values())
         sizes = {array.shape[0] if array.ndim else None for array in arrays.values()}
@@ -186,12 +243,3 @@ class ModelServer:
             raise ServingError("Client disconnected while sending the request body")
         return b"".join(chunks)
 
-
-def _version(text, label):
-    if label is not None:
-        raise ServingError(f"Unrecognized servable version label: {label}"[:300])
-    if text is None:
-        return None
-    if len(text) > 19 or int(text) > _INT64_MAX:
-        raise ServingError(f"Failed to convert version: {text[:40]} to numeric.")
-    return int(text)

@@ -1,13 +1,15 @@
 """The versions of one model under a base path: loaded, polled and swapped like TF Serving's.
 
-TF Serving's defaults (`sources/storage_path/file_system_storage_path_source.cc`, `latest` policy,
-`AvailabilityPreservingPolicy`): only numeric child directories are versions, the highest one is
-served, a new version is loaded before the old one is unloaded, and a version that fails to load
-leaves the previous one serving, with its error visible in the model status.
+TF Serving's rules (`sources/storage_path/file_system_storage_path_source.cc`,
+`AvailabilityPreservingPolicy`): only numeric child directories are versions; the version policy
+names the versions to serve (`latest`: the `num_versions` highest, 1 by default; `all`; `specific`
+versions); a new version is loaded before an old one is unloaded, and a version that fails to load
+leaves what was serving in place, with its error visible in the model status.
 
 Added here: a version that appears while serving is loaded only once its files (names, sizes,
 mtimes) have not changed for one poll, so a directory still being copied is not loaded half
-written. A failed version is retried only when its files change.
+written. A failed version is retried only when its files change, and `latest` passes over it to
+the next highest version that loads (TF Serving would serve nothing in its place).
 """
 
 import logging
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from tensorflow.core.protobuf import error_codes_pb2
 
 from serving.errors import NOT_FOUND, ServingError, describe_exception
+from serving.model_config import VersionPolicy
 from serving.savedmodel import list_versions
 from serving.servable import CallStats, Servable
 
@@ -39,7 +42,7 @@ class VersionRecord:
 
 
 class ModelStore:
-    """Serves the highest loadable version of `<base_path>/<version>/`, polling for new ones.
+    """Serves the versions of `<base_path>/<version>/` its policy names, polling for changes.
 
     Args:
         name: the model name of the URLs.
@@ -47,16 +50,19 @@ class ModelStore:
         poll_seconds: seconds between polls (TF Serving's `--file_system_poll_wait_seconds`);
             0 polls once, at `start()`.
         loader: `(name, version, path, stats) -> Servable`, replaceable in tests.
+        policy: the `VersionPolicy`; `set_policy` changes it while serving.
     """
 
-    def __init__(self, name, base_path, poll_seconds=1.0, loader=Servable):
+    def __init__(self, name, base_path, poll_seconds=1.0, loader=Servable, policy=VersionPolicy()):
         self.name, self.base_path, self.poll_seconds = name, base_path, poll_seconds
+        self.policy = policy
         self.stats = CallStats()
         self._loader = loader
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # records and the servables map
+        self._poll_lock = threading.Lock()  # one poll at a time: the poll thread and config reloads
         self._records = {}
         self._seen = {}
-        self._serving = None
+        self._servables = {}  # version -> Servable; replaced, never mutated, so readers need no lock
         self._warned = set()
         self._stop = threading.Event()
         self._thread = None
@@ -64,7 +70,7 @@ class ModelStore:
     # === Lifecycle ===
 
     def start(self):
-        """Loads the highest loadable version now, then polls in a daemon thread."""
+        """Loads what the policy names now, then polls in a daemon thread."""
         self.poll_once(settle=False)
         if self.poll_seconds > 0 and self._thread is None:
             self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{self.name}", daemon=True)
@@ -76,6 +82,11 @@ class ModelStore:
             self._thread.join(timeout=30)
             self._thread = None
 
+    def set_policy(self, policy):
+        """Serves what `policy` names from now on: loads its versions, then unloads the others."""
+        self.policy = policy
+        self.poll_once(settle=False)
+
     def _poll_loop(self):
         while not self._stop.wait(self.poll_seconds):
             try:
@@ -84,25 +95,57 @@ class ModelStore:
                 log.exception("polling %s failed", self.base_path)
 
     def poll_once(self, settle=True):
-        """Loads the highest new version that loads; `settle`: skip files changed since last poll."""
-        dirs = self._version_dirs()
-        current = self._serving
-        current_present = current is not None and current.version in dirs
-        candidates = sorted((v for v in dirs if not current_present or v > current.version), reverse=True)
-        for version in candidates:
-            fingerprint = _fingerprint(dirs[version])
-            previous, self._seen[version] = self._seen.get(version), fingerprint
-            record = self._records.get(version)
-            if record is not None and record.state == "END" and record.fingerprint == fingerprint \
-                    and record.error_code != "OK":
-                continue  # failed with these very files: wait until they change
-            if settle and previous != fingerprint:
-                self._set(version, "START", fingerprint=fingerprint)
-                continue  # still changing, or just appeared: look again next poll
-            if self._load(version, dirs[version], fingerprint):
-                return
+        """Loads the versions the policy names; `settle`: skip files changed since the last poll.
 
-    def _load(self, version, path, fingerprint):
+        Versions the policy no longer names are unloaded only once one it names is available, so
+        the model never goes from serving to not serving.
+        """
+        with self._poll_lock:
+            dirs = self._version_dirs()
+            wanted = self._serve_wanted(dirs, settle)
+            if wanted:
+                for version in sorted(set(self._servables) - wanted):
+                    self._unload(version)
+
+    def _serve_wanted(self, dirs, settle):
+        """The versions to serve, each loaded by now: the policy's, minus those that do not load."""
+        policy = self.policy
+        if policy.kind == "specific":
+            for version in policy.versions:
+                if version not in dirs:
+                    self._warn_once(f"specific{version}",
+                                    f"Version {version} of servable {self.name}, which was requested to be "
+                                    "served as a 'specific' version in the servable's version policy, was "
+                                    "not found in the file system")
+            candidates, limit = [v for v in sorted(dirs, reverse=True) if v in policy.versions], None
+        elif policy.kind == "all":
+            candidates, limit = sorted(dirs, reverse=True), None
+        else:
+            candidates, limit = sorted(dirs, reverse=True), max(policy.num_versions, 1)
+        chosen = set()
+        for version in candidates:
+            if limit is not None and len(chosen) == limit:
+                break
+            if version in self._servables or (self._ready(version, dirs[version], settle)
+                                              and self._load(version, dirs[version])):
+                chosen.add(version)
+        return chosen
+
+    def _ready(self, version, path, settle):
+        """Whether to try loading `version` now: not failed with these very files, and settled."""
+        fingerprint = _fingerprint(path)
+        previous, self._seen[version] = self._seen.get(version), fingerprint
+        record = self._records.get(version)
+        if record is not None and record.state == "END" and record.fingerprint == fingerprint \
+                and record.error_code != "OK":
+            return False  # failed with these very files: wait until they change
+        if settle and previous != fingerprint:
+            self._set(version, "START", fingerprint=fingerprint)
+            return False  # still changing, or just appeared: look again next poll
+        return True
+
+    def _load(self, version, path):
+        fingerprint = self._seen.get(version)
         self._set(version, "LOADING", fingerprint=fingerprint)
         try:
             servable = self._loader(self.name, version, path, self.stats)
@@ -113,12 +156,17 @@ class ModelStore:
             self._set(version, "END", code, message, fingerprint)
             return False
         with self._lock:
-            old, self._serving = self._serving, servable
+            self._servables = {**self._servables, version: servable}
         self._set(version, "AVAILABLE", fingerprint=fingerprint)
-        if old is not None:
-            self._set(old.version, "END")
         log.info("model %s now serves version %d (%s)", self.name, version, path)
         return True
+
+    def _unload(self, version):
+        """Drops `version`; requests already holding it finish on it."""
+        with self._lock:
+            self._servables = {v: s for v, s in self._servables.items() if v != version}
+        self._set(version, "END")
+        log.info("model %s no longer serves version %d", self.name, version)
 
     def _set(self, version, state, code="OK", message="", fingerprint=None):
         with self._lock:
@@ -155,15 +203,22 @@ class ModelStore:
 
     @property
     def serving(self):
-        return self._serving
+        """The highest available version's servable (TF Serving's `Latest`), or None."""
+        servables = self._servables
+        return servables[max(servables)] if servables else None
+
+    def available_versions(self):
+        return set(self._servables)
 
     def get(self, version=None):
-        """The servable for a request: the served version, or `version` if that is the one served."""
-        servable = self._serving
+        """The servable for a request: the highest available version, or `version` if available."""
         if version is None:
+            servable = self.serving
             if servable is None:
                 raise ServingError(f"Servable not found for request: Latest({self.name})", NOT_FOUND)
-        elif servable is None or servable.version != version:
+            return servable
+        servable = self._servables.get(version)
+        if servable is None:
             raise ServingError(f"Servable not found for request: Specific({self.name}, {version})", NOT_FOUND)
         return servable
 

@@ -18,3 +18,7 @@ class ServingOptions:
     max_body_bytes: int = 10 * 1024 * 1024
     inline_parse_bytes: int = 64 * 1024  # bodies above this are parsed on a worker thread
     prefer_tflite_model: bool = False  # --prefer_tflite_model: serve <version>/model.tflite if present
+    model_config_file: str = None  # --model_config_file: serve its models instead of build_app's
+    model_config_poll_seconds: float = 0  # --model_config_file_poll_wait_seconds; 0 reads it once
+    allow_unavailable_labels: bool = False  # --allow_version_labels_for_unavailable_models
+    prometheus_path: str = None  # from --monitoring_config_file; None: no Prometheus endpoint

@@ -1,10 +1,16 @@
 """TF-Serving-compatible REST server (Starlette + uvicorn): `powerbert serve`.
 
-Routes (TF Serving's `api_rest.md`; `/labels/...` is parsed but no labels exist):
-- `POST /v1/models/{name}[/versions/{v}]:predict`: `{"instances"|"inputs": ..., "signature_name"?}`;
-- `GET /v1/models/{name}[/versions/{v}]`: model status;
-- `GET /v1/models/{name}[/versions/{v}]/metadata`: signature defs;
-- `GET /monitoring/stats` (ours, not TF Serving's): TensorFlow calls, batches, responses by status.
+Routes (TF Serving's `api_rest.md`; `{v}` is `versions/N` or `labels/LABEL`):
+- `POST /v1/models/{name}[/{v}]:predict`: `{"instances"|"inputs": ..., "signature_name"?}`;
+- `GET /v1/models/{name}[/{v}]`: model status;
+- `GET /v1/models/{name}[/{v}]/metadata`: signature defs;
+- `GET /monitoring/prometheus/metrics` (or the `path` of `--monitoring_config_file`): Prometheus
+  metrics, only with that flag (`serving.metrics`);
+- `GET /monitoring/stats` (ours, not TF Serving's): TensorFlow calls, batches, responses by status,
+  the model config file's state.
+
+The models are `--model_name`/`--model_base_path`, or TF Serving's `--model_config_file`
+(`serving.model_config`, `serving.model_manager`), which loads before the port opens.
 
 Every answer is JSON; errors are `{"error": message}` with TF Serving's status codes. The body is
 read with a size limit (413) and a deadline (408), parsed and validated against the signature
@@ -17,21 +23,26 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import sys
 import threading
 import time
 
 from serving.batching import BatchingParameters
+from serving.config_protos import BatchingParametersProto, ConfigError, read_text_proto
+from serving.metrics import prometheus_path
 from serving.options import ServingOptions
 
 log = logging.getLogger("serving")
 
 
 def build_app(models, options=None):
-    """The Starlette app serving `models` ({name: base path}); models load at startup.
+    """The Starlette app serving `models` ({name: base path}), or the models of
+    `options.model_config_file`; models load at startup (or before, by `app.state.server.start()`).
 
-    `app.state.server` is the `ModelServer` (stats, stores, scheduler).
+    `app.state.server` is the `ModelServer` (stats, stores, scheduler, metrics).
+
+    Raises:
+        ConfigError: `options.model_config_file` cannot be read or is refused.
     """
     from starlette.applications import Starlette  # here, so that CLI parsing stays light
     from starlette.routing import Route
@@ -49,12 +60,13 @@ def build_app(models, options=None):
             await asyncio.get_running_loop().run_in_executor(None, server.stop)
 
     all_methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
-    app = Starlette(routes=[
-        Route("/v1/{rest:path}", server.handle_v1, methods=all_methods),
-        Route("/v1", server.handle_v1, methods=all_methods),
-        Route("/monitoring/stats", server.handle_stats, methods=["GET"]),
-        Route("/{rest:path}", server.handle_other, methods=all_methods),
-    ], lifespan=lifespan)
+    routes = [Route("/v1/{rest:path}", server.handle_v1, methods=all_methods),
+              Route("/v1", server.handle_v1, methods=all_methods),
+              Route("/monitoring/stats", server.handle_stats, methods=["GET"])]
+    if server.metrics is not None:
+        routes.append(Route(server.options.prometheus_path, server.handle_prometheus, methods=["GET"]))
+    routes.append(Route("/{rest:path}", server.handle_other, methods=all_methods))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.server = server
     return app
 
@@ -107,10 +119,21 @@ def add_serve_parser(subparsers):
     """Adds `serve` to an argparse sub-parsers object; returns the new parser."""
     parser = subparsers.add_parser(
         "serve", help="serve exported SavedModels over TF Serving's REST API",
-        description="Serve the highest version under --model_base_path with TF Serving's REST API "
-                    "(predict, status, metadata), picking up new versions without restart.")
+        description="Serve the highest version under --model_base_path, or the models of a TF Serving "
+                    "--model_config_file, with TF Serving's REST API (predict, status, metadata), "
+                    "picking up new versions without restart.")
     parser.add_argument("--model_name", default="default", help="model name in the URLs (default: %(default)s)")
-    parser.add_argument("--model_base_path", required=True, help="directory of numeric version dirs")
+    parser.add_argument("--model_base_path", help="directory of numeric version dirs")
+    parser.add_argument("--model_config_file", default=None,
+                        help="TF Serving ModelServerConfig text proto: several models, version policies "
+                             "and labels; --model_name and --model_base_path are then ignored")
+    parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                        help="seconds between reads of --model_config_file; 0 reads it once (default: %(default)s)")
+    parser.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
+                        help="let a new version label point at a version not loaded yet")
+    parser.add_argument("--monitoring_config_file", default=None,
+                        help="TF Serving MonitoringConfig text proto; prometheus_config { enable: true } "
+                             "serves Prometheus metrics at /monitoring/prometheus/metrics (or its path)")
     parser.add_argument("--port", "--rest_api_port", dest="port", type=int, default=8501,
                         help="REST port (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 for all (default: %(default)s)")
@@ -147,19 +170,21 @@ def add_serve_parser(subparsers):
 
 
 def read_batching_parameters(path):
-    """{field: int} from a TF Serving `BatchingParameters` text proto (`field { value: N }`)."""
-    with open(path) as f:
-        text = re.sub(r"#.*", "", f.read())
-    values = {}
-    for name, value in re.findall(r"(\w+)\s*:?\s*\{\s*value\s*:\s*(\d+)\s*\}", text):
-        values[name] = int(value)
-    known = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"}
-    for name in set(values) - known:
-        log.warning("batching parameter %s is not supported; ignored", name)
-    return {k: v for k, v in values.items() if k in known}
+    """{field: int} of the fields we use, from a TF Serving `BatchingParameters` text proto.
+
+    Raises:
+        ConfigError: the file cannot be read or is not a `BatchingParameters` text proto.
+    """
+    proto = read_text_proto(path, BatchingParametersProto)
+    known = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+    for field, _ in proto.ListFields():
+        if field.name not in known:
+            log.warning("batching parameter %s is not supported; ignored", field.name)
+    return {name: getattr(proto, name).value for name in known if proto.HasField(name)}
 
 
 def options_from_args(args):
+    """`ServingOptions` of the parsed flags. Raises ConfigError (or ValueError) for a bad file or value."""
     batching = read_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file else {}
     for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
         if getattr(args, name) is not None:
@@ -168,22 +193,36 @@ def options_from_args(args):
         poll_seconds=args.file_system_poll_wait_seconds, enable_batching=args.enable_batching,
         batching=BatchingParameters(**batching), timeout_ms=args.rest_api_timeout_in_ms,
         num_request_threads=args.rest_api_num_threads, max_body_bytes=args.max_body_bytes,
-        prefer_tflite_model=args.prefer_tflite_model)
+        prefer_tflite_model=args.prefer_tflite_model, model_config_file=args.model_config_file,
+        model_config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        allow_unavailable_labels=args.allow_version_labels_for_unavailable_models,
+        prometheus_path=prometheus_path(args.monitoring_config_file) if args.monitoring_config_file else None)
 
 
 def serve_main(args):
-    """Runs the server until interrupted; returns the exit code."""
+    """Loads the models, then serves until interrupted; returns the exit code (2: refused config)."""
     import uvicorn
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not os.path.isdir(args.model_base_path):
+    if args.model_config_file is None and args.model_base_path is None:
+        print("powerbert serve: give --model_base_path or --model_config_file", file=sys.stderr)
+        return 2
+    if args.model_config_file is not None and args.model_base_path is not None:
+        log.warning("--model_config_file given: --model_name and --model_base_path are ignored")
+    if args.model_config_file is None and not os.path.isdir(args.model_base_path):
         log.warning("base path %s does not exist (yet); polling it", args.model_base_path)
     try:
         options = options_from_args(args)
-    except (OSError, ValueError) as e:
+        app = build_app({args.model_name: args.model_base_path}, options)
+    except (OSError, ValueError) as e:  # ConfigError is a ValueError
         print(f"powerbert serve: {e}", file=sys.stderr)
         return 2
-    app = build_app({args.model_name: args.model_base_path}, options)
+    try:
+        app.state.server.start()  # before the port opens, as TF Serving: a refused config never serves
+    except ConfigError as e:
+        app.state.server.stop()
+        print(f"powerbert serve: {e}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
 
