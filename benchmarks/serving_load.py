@@ -52,7 +52,7 @@ def wait_ready(port, name, timeout=180):
 def load_test(base, batching, body_path, requests, out_json):
     port = free_port()
     cmd = [sys.executable, "-m", "powerbert_cli.main", "serve", "--model_base_path", base,
-           "--model_name", "m", "--port", str(port)]
+           "--model_name", "m", "--rest_api_port", str(port), "--port", "0"]
     if batching:
         # TF Serving's CPU advice: threads = cores, a short batching window.
         cmd += ["--enable_batching", "--max_batch_size", "32", "--batch_timeout_micros", "2000",

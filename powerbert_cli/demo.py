@@ -42,7 +42,7 @@ def _serve_one_request(base, model_name, sentence, timeout=180):
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "powerbert_cli", "serve", "--model_name", model_name, "--model_base_path", base,
-         "--port", str(port), "--log_level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--rest_api_port", str(port), "--port", "0", "--log_level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         client = PredictClient("127.0.0.1", port, model_name, timeout=30)
         deadline = time.monotonic() + timeout

@@ -30,7 +30,7 @@ class PredictClient:
     """Client of one model on a TF Serving REST endpoint.
 
     Args:
-        host, port: the REST endpoint (`--rest_api_port` of TF Serving, `--port` of ours).
+        host, port: the REST endpoint (`--rest_api_port` of TF Serving and of `powerbert serve`).
         model_name: the model's name in the URLs.
         timeout: seconds per request.
     """

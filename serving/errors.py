@@ -4,7 +4,9 @@ TF Serving turns an `absl::Status` into HTTP with `ToHTTPStatusCode` (`model_ser
 INVALID_ARGUMENT / FAILED_PRECONDITION / OUT_OF_RANGE -> 400, NOT_FOUND -> 404, RESOURCE_EXHAUSTED
 -> 429, UNIMPLEMENTED -> 501, UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504. We add 408 (body not
 received in time) and 413 (body over the size limit), which TF Serving has no equivalent for.
-`code_name` maps back, for the metrics' `status` label (400 is always INVALID_ARGUMENT).
+`code_name` maps back; a `ServingError` also carries TF Serving's error code name itself, for the
+metrics' `status` label and the gRPC status, because one HTTP status stands for several codes
+(TF Serving's gRPC API answers FAILED_PRECONDITION where its REST API answers 400).
 """
 
 INVALID_ARGUMENT = 400
@@ -28,12 +30,14 @@ def code_name(http_status):
 
 
 class ServingError(Exception):
-    """A request error answered as `{"error": message}` with HTTP `status`."""
+    """A request error: `{"error": message}` with HTTP `status` over REST, gRPC status `code` (TF
+    Serving's error code name; by default the one of `status`) over gRPC."""
 
-    def __init__(self, message, status=INVALID_ARGUMENT):
+    def __init__(self, message, status=INVALID_ARGUMENT, code=None):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.code = code or code_name(status)
 
 
 def describe_exception(error, limit=400):

@@ -11,7 +11,8 @@ output, else a list of one object per instance; columnar requests get `{"outputs
 value when there is one output, else an object of output name -> nested list. Strings are JSON
 strings; outputs whose name ends in `_bytes` are `{"b64": ...}` objects.
 
-Messages follow TF Serving's (`util/json_tensor.cc`) where it has one.
+Messages follow TF Serving's (`util/json_tensor.cc`) where it has one. The rules shared with the
+gRPC API (shapes, empty batches, batch sizes, value ranges) are `serving.signature_checks`'.
 """
 
 import base64
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from serving.errors import UNIMPLEMENTED, ServingError
 from serving.savedmodel import SERVING_SIGNATURE
+from serving.signature_checks import check_batch, check_shape, format_shape
 
 _MAX_UNKNOWN_RANK = 32
 
@@ -77,16 +79,7 @@ def decode_request_tensors(fmt, value, specs, value_ranges=None):
             REST API cannot express.
     """
     arrays = _decode_rows(value, specs) if fmt == "row" else _decode_columns(value, specs)
-    for name, array in arrays.items():
-        spec_shape = specs[name].shape
-        if spec_shape.rank and spec_shape[0] is None and array.ndim and array.shape[0] == 0:
-            raise ServingError(f"Empty batch: input '{name}' has no rows")
-    if all(spec.shape.rank and spec.shape[0] is None for spec in specs.values()):
-        rows = {name: array.shape[0] for name, array in arrays.items()}
-        if len(set(rows.values())) > 1:  # TF might broadcast them into a wrong answer
-            sizes = ", ".join(f"{name}: {n}" for name, n in sorted(rows.items()))
-            raise ServingError(f"Inputs must have the same batch size (0-th dimension); got {sizes}")
-    _check_ranges(arrays, value_ranges or {})
+    check_batch(arrays, specs, value_ranges)
     return arrays
 
 
@@ -115,10 +108,6 @@ def encode_response(outputs, fmt):
 def dumps(payload):
     """Compact JSON that, like TF Serving, writes NaN / Infinity literals for non-finite floats."""
     return json.dumps(payload, allow_nan=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def format_shape(shape):
-    return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"
 
 
 # === Request side ===
@@ -183,11 +172,7 @@ def _to_array(value, spec, name):
     expected = spec.shape
     max_rank = expected.rank if expected.rank is not None else _MAX_UNKNOWN_RANK
     shape, leaves = _flatten(value, name, max_rank, expected)
-    if expected.rank is not None and (
-            len(shape) != expected.rank
-            or any(d is not None and d != s for d, s in zip(expected.as_list(), shape))):
-        raise ServingError(f"Input '{name}' has shape {format_shape(shape)} but the signature "
-                           f"expects {format_shape(expected.as_list())} (-1: any size)")
+    check_shape(name, shape, spec)
     return _leaves_to_array(leaves, spec.dtype, name).reshape(shape)
 
 
@@ -267,19 +252,6 @@ def _string_leaf(leaf, name):
         except (binascii.Error, ValueError, UnicodeEncodeError):
             raise ServingError(f"Unable to base64 decode {json.dumps(encoded)[:80]} of input '{name}'")
     raise _type_error(leaf, tf.string)
-
-
-def _check_ranges(arrays, value_ranges):
-    for name, (low, high, reason) in value_ranges.items():
-        array = arrays.get(name)
-        if array is None or array.size == 0 or array.dtype.kind not in "iu":
-            continue
-        bad = array < low if high is None else (array < low) | (array >= high)
-        if bad.any():
-            index = tuple(int(i) for i in np.argwhere(bad)[0])
-            where = ",".join(map(str, index))
-            limit = f"[{low}, {high})" if high is not None else f"[{low}, inf)"
-            raise ServingError(f"{name}[{where}] = {array[index]} is not in {limit} ({reason})")
 
 
 # === Response side ===

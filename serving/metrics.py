@@ -19,9 +19,12 @@ one TF Serving dashboards query (`rate()` works on it just the same).
 | `:tensorflow:serving:batching_session:processed_batch_size` | histogram, rows | model_name, version, signature_name | none |
 | `:powerbert:serving:batch_queue_depth` | gauge, requests waiting | model_name, version, signature_name | (not in TF Serving) |
 
-`API` is `predict`, `status` or `metadata`; `status` is TF Serving's error code name (`OK`,
-`INVALID_ARGUMENT`, `NOT_FOUND`, ...). As in TF Serving, latency is recorded for successful
-requests only, in TF Serving's buckets (10 us x 1.8^i, 33 of them; batch sizes 1, 2, 4, ... 8192).
+`API` is `predict`, `status` or `metadata` over REST (`entrypoint` `REST`), and the RPC's name,
+`Predict`, `GetModelMetadata` or `GetModelStatus`, over gRPC (`entrypoint` `GRPC`), as TF Serving
+labels them (it counts only predictions over gRPC; we count every call). `status` is TF Serving's
+error code name (`OK`, `INVALID_ARGUMENT`, `NOT_FOUND`, ...). As in TF Serving, latency is
+recorded for successful requests only, in TF Serving's buckets (10 us x 1.8^i, 33 of them; batch
+sizes 1, 2, 4, ... 8192).
 Label values are only names the server knows: a request for a model, version or signature it does
 not serve is counted with that label empty, so that random URLs cannot grow the metrics forever.
 """
@@ -62,6 +65,16 @@ def prometheus_path(monitoring_config_file):
     return path
 
 
+class RequestLabels:
+    """What one request is about, as far as it got: the labels of its metrics (filled in by the
+    REST and gRPC handlers as they resolve the model, version and signature)."""
+
+    __slots__ = ("model", "version", "signature", "api")
+
+    def __init__(self):
+        self.model, self.version, self.signature, self.api = "", None, "", ""
+
+
 class _Histogram:
     """Bucket counts and sum of one label set (the caller holds the lock)."""
 
@@ -100,14 +113,15 @@ class ServingMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
-    def record_request(self, model, version, signature, api, status, seconds):
-        """One answered request; `status` is a TF Serving error code name, `version` None if unknown."""
+    def record_request(self, model, version, signature, api, status, seconds, entrypoint="REST"):
+        """One answered request; `status` is a TF Serving error code name, `version` None if unknown,
+        `entrypoint` `REST` or `GRPC`."""
         version = "" if version is None else str(version)
         with self._lock:
             key = (model, version, signature, api, status)
             self._counts[key] = self._counts.get(key, 0) + 1
             if status == "OK":
-                key = (model, version, signature, api, "REST")
+                key = (model, version, signature, api, entrypoint)
                 self._latency.setdefault(key, _Histogram(LATENCY_BUCKETS_US)).observe(
                     LATENCY_BUCKETS_US, seconds * 1e6)
 

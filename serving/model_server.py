@@ -1,4 +1,6 @@
-"""`ModelServer`: the request handling behind the REST routes (TF Serving's `HttpRestApiHandler`).
+"""`ModelServer`: the request handling behind the REST routes (TF Serving's `HttpRestApiHandler`),
+and the models, inference threads, batch scheduler and metrics that the gRPC API
+(`serving.grpc_server`, started and stopped with it) shares.
 
 Predict: read the body with a size limit (413) and a deadline (408); parse and validate it against
 the signature (400) on the event loop when small, on a worker thread when large; run TensorFlow on
@@ -19,13 +21,14 @@ from starlette.responses import Response
 
 from serving.batching import BatchScheduler
 from serving.servable import Servable
-from serving.errors import (DEADLINE_EXCEEDED, NOT_FOUND, PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT,
-                            ServingError, code_name, describe_exception)
+from serving.errors import (DEADLINE_EXCEEDED, NOT_FOUND, PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT, UNAVAILABLE,
+                            ServingError, describe_exception)
 from serving.json_tensor import decode_request_tensors, dumps, encode_response, parse_json_object, \
     split_predict_request
-from serving.metrics import CONTENT_TYPE, ServingMetrics
+from serving.metrics import CONTENT_TYPE, RequestLabels, ServingMetrics
 from serving.model_manager import ModelManager
 from serving.options import ServingOptions
+from serving.signature_checks import batch_rows
 
 log = logging.getLogger("serving")
 
@@ -34,17 +37,10 @@ _GET = re.compile(r"/v1/models(?:/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(
 _INT64_MAX = 2 ** 63 - 1
 
 
-class _Call:
-    """What one `/v1` request is about, as far as it got: the labels of its metrics."""
-
-    __slots__ = ("model", "version", "signature", "api")
-
-    def __init__(self):
-        self.model, self.version, self.signature, self.api = "", None, "", ""
-
-
 class ModelServer:
-    """The models, the batch scheduler, the inference threads and the metrics behind the routes.
+    """The models, the batch scheduler, the inference threads and the metrics behind the routes,
+    and `grpc`, the gRPC endpoint (`serving.grpc_server.GrpcServer`) once started, when
+    `options.grpc_port` is set.
 
     Args:
         models: {name: base path}; ignored when `options.model_config_file` is set.
@@ -69,16 +65,29 @@ class ModelServer:
             self.scheduler = BatchScheduler(options.batching, on_batch)
         self.executor = ThreadPoolExecutor(options.num_request_threads, thread_name_prefix="predict")
         self.responses = collections.Counter()
+        self.grpc = None
 
     @property
     def stores(self):
         return self.models.stores
 
     def start(self):
-        """Loads the models (once). Raises ConfigError if the model config's labels are refused."""
+        """Loads the models, then opens the gRPC port if `options.grpc_port` is set (once).
+
+        Raises:
+            ConfigError: the model config's labels are refused.
+            OSError: the gRPC port cannot be bound.
+        """
         self.models.start()
+        if self.options.grpc_port is not None and self.grpc is None:
+            from serving.grpc_server import GrpcServer  # here, so that REST alone needs no grpcio
+
+            self.grpc = GrpcServer(self).start()
 
     def stop(self):
+        """Drains the gRPC calls in flight first, while the models and threads can still answer them."""
+        if self.grpc is not None:
+            self.grpc.stop()
         self.models.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
@@ -93,24 +102,25 @@ class ModelServer:
                             "labels": self.models.labels.get(name, {}),
                             "tf_calls": store.stats.tf_calls, "examples": store.stats.examples}
         return {"models": models, "responses": dict(self.responses),
+                "grpc_responses": dict(self.grpc.responses) if self.grpc else None,
                 "batching": self.scheduler.stats() if self.scheduler else None,
                 "model_config": self.models.config_status() if self.models.config_file else None}
 
     # === Routes ===
 
     async def handle_v1(self, request):
-        started, call = time.perf_counter(), _Call()
+        started, call = time.perf_counter(), RequestLabels()
         try:
             payload = await self._dispatch(request, call)
-            status = 200
+            status, code = 200, "OK"
         except ServingError as e:
-            payload, status = {"error": e.message}, e.status
+            payload, status, code = {"error": e.message}, e.status, e.code
         except Exception as e:  # a bug of ours: say so, without a traceback
             log.exception("internal error on %s %s", request.method, request.url.path)
-            payload, status = {"error": f"Internal error: {describe_exception(e)}"}, 500
+            payload, status, code = {"error": f"Internal error: {describe_exception(e)}"}, 500, "INTERNAL"
         response = self._respond(payload, status)
         if self.metrics is not None:
-            self.metrics.record_request(call.model, call.version, call.signature, call.api, code_name(status),
+            self.metrics.record_request(call.model, call.version, call.signature, call.api, code,
                                         time.perf_counter() - started)
         return response
 
@@ -159,19 +169,43 @@ class ModelServer:
 
     def _version(self, name, text, label, call):
         """The version a URL asks for (None: the latest), through the model's labels if by label."""
+        too_big = text is not None and (len(text) > 19 or int(text) > _INT64_MAX)
+        version = self.resolve_version(name, None if text is None or too_big else int(text), label, call)
+        if too_big:  # after resolve_version, so that the metrics still name the model
+            raise ServingError(f"Failed to convert version: {text[:40]} to numeric.")
+        return version
+
+    def resolve_version(self, name, version, label, call):
+        """The version a request asks for (None: the latest): `version`, or what `label` names.
+
+        Raises:
+            ServingError: an unknown label (TF Serving's 400 / INVALID_ARGUMENT).
+        """
         if name in self.stores:
             call.model = name  # only served names become metric labels
         if label is not None:
             version = self.models.version_for_label(name, label)
-        elif text is None:
+        elif version is None:
             return None
-        elif len(text) > 19 or int(text) > _INT64_MAX:
-            raise ServingError(f"Failed to convert version: {text[:40]} to numeric.")
-        else:
-            version = int(text)
         if call.model and version in self.stores[name].available_versions():
             call.version = version
         return version
+
+    def infer(self, name, servable, signature_name, arrays, rows):
+        """A future of `servable`'s {output: numpy} for checked `arrays`: through the batch
+        scheduler when `rows` says the request can join a batch, else on the inference threads.
+
+        Raises:
+            ServingError: the batch is too large (400) or the queue is full (503), or the server
+                is shutting down (503).
+        """
+        if self.scheduler is not None and rows is not None:
+            return self.scheduler.submit((name, servable.version, signature_name),
+                                         lambda a: servable.run(signature_name, a), arrays, rows)
+        try:
+            return self.executor.submit(servable.run, signature_name, arrays)
+        except RuntimeError:  # the executor is shut down
+            raise ServingError("The server is shutting down", UNAVAILABLE)
 
     # === Predict ===
 
@@ -186,13 +220,7 @@ class ModelServer:
             else:
                 prepared = await loop.run_in_executor(None, self._prepare, body, name, version, call)
             servable, signature, fmt, arrays, rows = prepared
-            if self.scheduler is not None and rows is not None:
-                key = (name, servable.version, signature.name)
-                future = self.scheduler.submit(
-                    key, lambda a, s=servable, n=signature.name: s.run(n, a), arrays, rows)
-                outputs = await asyncio.wrap_future(future)
-            else:
-                outputs = await loop.run_in_executor(self.executor, servable.run, signature.name, arrays)
+            outputs = await asyncio.wrap_future(self.infer(name, servable, signature.name, arrays, rows))
             if (rows or 0) <= 256:
                 return dumps(encode_response(outputs, fmt)).encode("utf-8")
             return await loop.run_in_executor(None, lambda: dumps(encode_response(outputs, fmt)).encode("utf-8"))
@@ -212,10 +240,7 @@ class ModelServer:
         signature = servable.signature(signature_name)
         call.signature = signature.name
         arrays = decode_request_tensors(fmt, value, signature.inputs, servable.value_ranges)
-        batch_major = all(spec.shape.rank and spec.shape[0] is None for spec in signature.inputs.values())
-        sizes = {array.shape[0] if array.ndim else None for array in arrays.values()}
-        rows = sizes.pop() if batch_major and len(sizes) == 1 and None not in sizes else None
-        return servable, signature, fmt, arrays, rows
+        return servable, signature, fmt, arrays, batch_rows(arrays, signature.inputs)
 
     async def _read_body(self, request):
         limit = self.options.max_body_bytes

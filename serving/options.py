@@ -22,3 +22,9 @@ class ServingOptions:
     model_config_poll_seconds: float = 0  # --model_config_file_poll_wait_seconds; 0 reads it once
     allow_unavailable_labels: bool = False  # --allow_version_labels_for_unavailable_models
     prometheus_path: str = None  # from --monitoring_config_file; None: no Prometheus endpoint
+    # gRPC (serving.grpc_server). The port is TF Serving's --port; None: no gRPC, 0: a free port.
+    grpc_port: int = None
+    grpc_host: str = "127.0.0.1"  # --host
+    grpc_max_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))  # TF Serving's default
+    grpc_max_message_size: int = 10 * 1024 * 1024  # larger requests (or answers) get RESOURCE_EXHAUSTED
+    grpc_channel_arguments: str = ""  # TF Serving's --grpc_channel_arguments: "key=value,key=value"

@@ -1,4 +1,6 @@
-"""TF-Serving-compatible REST server (Starlette + uvicorn): `powerbert serve`.
+"""TF-Serving-compatible REST server (Starlette + uvicorn) and `powerbert serve`, which also opens
+TF Serving's gRPC API (`serving.grpc_server`) in the same process, on TF Serving's ports: gRPC on
+`--port` (8500), REST on `--rest_api_port` (8501); 0 turns either off.
 
 Routes (TF Serving's `api_rest.md`; `{v}` is `versions/N` or `labels/LABEL`):
 - `POST /v1/models/{name}[/{v}]:predict`: `{"instances"|"inputs": ..., "signature_name"?}`;
@@ -28,7 +30,7 @@ import threading
 import time
 
 from serving.batching import BatchingParameters
-from serving.config_protos import BatchingParametersProto, ConfigError, read_text_proto
+from serving.config_protos import BatchingParametersProto, read_text_proto
 from serving.metrics import prometheus_path
 from serving.options import ServingOptions
 
@@ -37,9 +39,10 @@ log = logging.getLogger("serving")
 
 def build_app(models, options=None):
     """The Starlette app serving `models` ({name: base path}), or the models of
-    `options.model_config_file`; models load at startup (or before, by `app.state.server.start()`).
+    `options.model_config_file`; models load at startup (or before, by `app.state.server.start()`),
+    and the gRPC API opens with them when `options.grpc_port` is set (and closes at shutdown).
 
-    `app.state.server` is the `ModelServer` (stats, stores, scheduler, metrics).
+    `app.state.server` is the `ModelServer` (stats, stores, scheduler, metrics, `grpc.port`).
 
     Raises:
         ConfigError: `options.model_config_file` cannot be read or is refused.
@@ -118,10 +121,11 @@ class ServerThread:
 def add_serve_parser(subparsers):
     """Adds `serve` to an argparse sub-parsers object; returns the new parser."""
     parser = subparsers.add_parser(
-        "serve", help="serve exported SavedModels over TF Serving's REST API",
+        "serve", help="serve exported SavedModels over TF Serving's REST and gRPC APIs",
         description="Serve the highest version under --model_base_path, or the models of a TF Serving "
-                    "--model_config_file, with TF Serving's REST API (predict, status, metadata), "
-                    "picking up new versions without restart.")
+                    "--model_config_file, with TF Serving's REST API (predict, status, metadata) and gRPC "
+                    "API (Predict, GetModelMetadata, GetModelStatus), picking up new versions without "
+                    "restart.")
     parser.add_argument("--model_name", default="default", help="model name in the URLs (default: %(default)s)")
     parser.add_argument("--model_base_path", help="directory of numeric version dirs")
     parser.add_argument("--model_config_file", default=None,
@@ -134,9 +138,21 @@ def add_serve_parser(subparsers):
     parser.add_argument("--monitoring_config_file", default=None,
                         help="TF Serving MonitoringConfig text proto; prometheus_config { enable: true } "
                              "serves Prometheus metrics at /monitoring/prometheus/metrics (or its path)")
-    parser.add_argument("--port", "--rest_api_port", dest="port", type=int, default=8501,
-                        help="REST port (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 for all (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8500,
+                        help="gRPC port, as TF Serving's --port; 0: no gRPC (default: %(default)s)")
+    parser.add_argument("--rest_api_port", type=int, default=8501,
+                        help="REST port; 0: no REST (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address both ports bind; 0.0.0.0 for all (default: %(default)s)")
+    parser.add_argument("--grpc_max_threads", type=int, default=4 * (os.cpu_count() or 1),
+                        help="threads answering gRPC calls (inference runs on the inference or batch "
+                             "threads) (default: %(default)s)")
+    parser.add_argument("--grpc_max_message_size", type=int, default=10 * 1024 * 1024,
+                        help="larger gRPC requests and answers get RESOURCE_EXHAUSTED (default: %(default)s; "
+                             "TF Serving's is 2 GiB)")
+    parser.add_argument("--grpc_channel_arguments", default="",
+                        help="gRPC server arguments key=value,key=value, as TF Serving's flag; they override "
+                             "the above (e.g. grpc.max_receive_message_length=...)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                         help="seconds between polls of the base path for new versions; 0 polls once "
                              "(default: %(default)s)")
@@ -196,16 +212,22 @@ def options_from_args(args):
         prefer_tflite_model=args.prefer_tflite_model, model_config_file=args.model_config_file,
         model_config_poll_seconds=args.model_config_file_poll_wait_seconds,
         allow_unavailable_labels=args.allow_version_labels_for_unavailable_models,
-        prometheus_path=prometheus_path(args.monitoring_config_file) if args.monitoring_config_file else None)
+        prometheus_path=prometheus_path(args.monitoring_config_file) if args.monitoring_config_file else None,
+        grpc_port=args.port or None, grpc_host=args.host, grpc_max_threads=args.grpc_max_threads,
+        grpc_max_message_size=args.grpc_max_message_size, grpc_channel_arguments=args.grpc_channel_arguments)
 
 
 def serve_main(args):
-    """Loads the models, then serves until interrupted; returns the exit code (2: refused config)."""
+    """Loads the models, then serves until interrupted; returns the exit code (2: refused config or ports)."""
     import uvicorn
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.model_config_file is None and args.model_base_path is None:
         print("powerbert serve: give --model_base_path or --model_config_file", file=sys.stderr)
+        return 2
+    problem = _port_problem(args.port, args.rest_api_port)
+    if problem:
+        print(f"powerbert serve: {problem}", file=sys.stderr)
         return 2
     if args.model_config_file is not None and args.model_base_path is not None:
         log.warning("--model_config_file given: --model_name and --model_base_path are ignored")
@@ -218,13 +240,43 @@ def serve_main(args):
         print(f"powerbert serve: {e}", file=sys.stderr)
         return 2
     try:
-        app.state.server.start()  # before the port opens, as TF Serving: a refused config never serves
-    except ConfigError as e:
+        app.state.server.start()  # models first, as TF Serving: a refused config never opens a port
+    except (OSError, ValueError) as e:  # a refused config, a busy gRPC port, bad channel arguments
         app.state.server.stop()
         print(f"powerbert serve: {e}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    if args.rest_api_port:
+        uvicorn.run(app, host=args.host, port=args.rest_api_port, log_level=args.log_level,
+                    access_log=args.access_log)  # ends the gRPC API too, at its shutdown
+    else:
+        _wait_for_signal()
+        app.state.server.stop()
     return 0
+
+
+def _port_problem(grpc_port, rest_port):
+    """Why `--port` and `--rest_api_port` cannot serve together, or None."""
+    if not grpc_port and not rest_port:
+        return "--port (gRPC) and --rest_api_port (REST) are both 0: nothing to serve"
+    if grpc_port == rest_port:
+        # TF Serving then serves gRPC alone, with an error in its log; refusing says it louder. Before
+        # gRPC existed here, --port was the REST port, so this is also what an old command line gets.
+        return (f"--port (gRPC) and --rest_api_port (REST) are both {grpc_port}; as in TF Serving, "
+                "--port is the gRPC port: give the REST port as --rest_api_port")
+    return None
+
+
+def _wait_for_signal():
+    """Blocks until SIGINT or SIGTERM (gRPC alone: no uvicorn to wait on them)."""
+    import signal
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop.wait()
+    finally:  # the caller's handlers again (serve_main also runs inside other programs and tests)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv=None):

@@ -420,11 +420,11 @@ def test_serve_parser_and_batching_file(tmp_path):
     (tmp_path / "batching.txt").write_text(
         "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\n# comment\n"
         "num_batch_threads { value: 2 }\npad_variable_length_inputs: true\n")
-    args = parser.parse_args(["serve", "--model_base_path", "m", "--model_name", "sst2", "--port", "8600",
+    args = parser.parse_args(["serve", "--model_base_path", "m", "--model_name", "sst2", "--rest_api_port", "8600",
                               "--enable_batching", "--batching_parameters_file", str(tmp_path / "batching.txt"),
                               "--max_batch_size", "16"])
     options = options_from_args(args)
-    assert (args.port, args.model_name, options.enable_batching) == (8600, "sst2", True)
+    assert (args.rest_api_port, args.model_name, options.enable_batching) == (8600, "sst2", True)
     assert (options.batching.max_batch_size, options.batching.batch_timeout_micros,
             options.batching.num_batch_threads, options.batching.max_enqueued_batches) == (16, 2000, 2, 10)
     assert read_batching_parameters(str(tmp_path / "batching.txt"))["max_batch_size"] == 32
@@ -440,7 +440,7 @@ def test_cli_subprocess_and_loadtest(models, tmp_path):
         port = s.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "serving.rest_server", "--model_base_path",
-                             str(models / "tiny"), "--model_name", "sst2", "--port", str(port),
+                             str(models / "tiny"), "--model_name", "sst2", "--rest_api_port", str(port), "--port", "0",
                              "--enable_batching", "--log_level", "warning"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
