@@ -14,7 +14,7 @@ import os
 
 from benchmarks.settings import BenchError
 from training.run_dir import RunDir
-from training.seed_summary import mean_std
+from training.seed_summary import differing_settings, mean_std
 
 # docs/METHOD.md, "Published results": (BERT-base, PoWER-BERT, speed-up) on GLUE test.
 PAPER_TABLE_2 = {
@@ -94,9 +94,7 @@ def _spread(values):
 
 
 def _check_same_settings(task, summaries):
-    keys = lambda s: {k: v for k, v in s["settings"].items() if k not in ("seed", "checkpoint_every")}
-    first = keys(summaries[0])
-    differing = sorted({k for s in summaries[1:] for k, v in keys(s).items() if first.get(k) != v})
+    differing = differing_settings(summaries)
     if differing:
         raise BenchError(f"the {task} runs differ in more than the seed: {', '.join(differing)}")
     seeds = [s["settings"]["seed"] for s in summaries]

@@ -12,7 +12,8 @@ from powerbert_cli.analyze import add_analyze_parser, analyze_command
 from powerbert_cli.baseline import add_baseline_parser, baseline_command
 from powerbert_cli.quiet_tensorflow import import_tensorflow_quietly
 from powerbert_cli.task_args import add_task_arguments, task_from_args
-from training.config import PRESETS, STEPS, resolve_config
+from training.config import MIXED_PRECISIONS, PRESETS, STEPS, STRATEGIES, resolve_config
+from training.distribute import WorkerLost
 
 _OVERRIDES = [
     # (flag, config field, type, help)
@@ -82,8 +83,17 @@ def build_parser():
                             "layer j keeps ceil(rho_j*n) of each input's n real tokens, so length-sorted "
                             "dynamic batches need no padding to N (search, re-training and dev run on "
                             "length-bucketed batches)")
-    train.add_argument("--strategy", default="default", choices=("default", "mirrored"),
-                       help="tf.distribute strategy of the search loop (mirrored: all local devices)")
+    train.add_argument("--strategy", default="default", choices=STRATEGIES,
+                       help="tf.distribute strategy of all three steps: default (one device), mirrored "
+                            "(all of this machine's devices) or multi-worker (the machines the TF_CONFIG "
+                            "environment variable lists: run the same command on each; the chief writes "
+                            "--out, on a filesystem they share). The global batch is --batch-size "
+                            "whatever the number of replicas; a run may resume under another strategy "
+                            "(docs/distributed.md)")
+    train.add_argument("--mixed-precision", default=None, choices=MIXED_PRECISIONS,
+                       help="train all three steps under Keras' mixed_bfloat16 or mixed_float16 policy "
+                            "(float32 variables, significance scores and retention weights; float16 "
+                            "with loss scaling); default float32. The models keep the policy when saved")
     train.add_argument("--quiet", action="store_true", help="one line per chunk instead of progress bars")
     for flag, _, kind, text in _OVERRIDES:
         train.add_argument(flag, type=kind, default=None, help=text)
@@ -145,6 +155,8 @@ def _config_from_args(args, task):
         overrides["length_aware"] = True
     if args.relative_retention:
         overrides["relative_retention"] = True
+    # The strategy is this command's (the machines it runs on), never the saved run's.
+    overrides.update(strategy=args.strategy, mixed_precision=args.mixed_precision)
     if args.retention:
         try:
             overrides["retention"] = tuple(int(v) for v in args.retention.split(","))
@@ -172,12 +184,11 @@ def _saved_config(out):
 
 
 def train_command(args):
-    import tensorflow as tf
-
+    from training.distribute import make_strategy
     from training.pipeline import Pipeline, format_summary
 
+    strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede other TF work
     task = task_from_args(args, run_dir=args.out)
-    strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" else None
     pipeline = Pipeline(_config_from_args(args, task), args.out, data_dir=args.data_dir, task=task,
                         strategy=strategy, verbose=2 if args.quiet else 1)
     summary = pipeline.run(STEPS if args.step == "all" else (args.step,))
@@ -277,11 +288,14 @@ def main(argv=None, quiet_native_log=False):
         import_tensorflow_quietly(verbose=args.verbose)
     try:
         code = _COMMANDS[args.command](args)
-    # DataError, RetentionError, CheckpointError, RunDirError, ExportError, BenchError and unknown
-    # tasks are all ValueErrors raised before any long work starts.
+    # DataError, RetentionError, CheckpointError, RunDirError, ExportError, BenchError,
+    # DistributeError and unknown tasks are all ValueErrors raised before any long work starts.
     except (ValueError, FileNotFoundError) as err:
         print(f"powerbert: error: {err}", file=sys.stderr)
         return 2
+    except WorkerLost as err:  # the last checkpoint is kept: the same command resumes
+        print(f"powerbert: error: {err}", file=sys.stderr)
+        return 3
     return code or 0
 
 

@@ -18,7 +18,8 @@ class PowerBertClassifier(keras.Model):
         inputs: dict of int (B, T) `input_ids`, `attention_mask`, `token_type_ids`.
 
     Returns:
-        float (B, num_classes) logits (scores for regression).
+        float32 (B, num_classes) logits (scores for regression), whatever the dtype policy: the
+        loss and the metrics see full-precision outputs under mixed precision.
     """
 
     def __init__(self, encoder, num_classes=2, dropout=0.1, **kwargs):
@@ -51,7 +52,8 @@ class PowerBertClassifier(keras.Model):
         """`(logits, encoder outputs)`: what `call` computes, with the encoder's outputs kept and
         its call arguments passed on (`return_hidden_states`, `head_mask`, ...)."""
         outputs = self.encoder(inputs, training=training, **encoder_args)
-        return self.head(self.dropout_layer(outputs["pooled_output"], training=training)), outputs
+        logits = self.head(self.dropout_layer(outputs["pooled_output"], training=training))
+        return keras.ops.cast(logits, "float32"), outputs
 
     def get_config(self):
         config = super().get_config()

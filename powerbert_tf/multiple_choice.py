@@ -27,7 +27,7 @@ class PowerBertMultipleChoice(PowerBertClassifier):
             calls.
 
     Returns:
-        float (B, C) logits.
+        float32 (B, C) logits.
     """
 
     def __init__(self, encoder, dropout=0.1, **kwargs):

@@ -28,7 +28,7 @@ def test_help_lists_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in [f for f, *_ in _OVERRIDES] + ["--task", "--init", "--out", "--data-dir", "--preset",
-                                             "--step", "--retention", "--strategy"]:
+                                             "--step", "--retention", "--strategy", "--mixed-precision"]:
         assert flag in text
 
 

@@ -22,8 +22,9 @@ LENGTHS = (2, 3, 4, N)
 POLICIES = ("mixed_float16", "mixed_bfloat16")
 # Reduced-precision matmuls over two layers against float64; bfloat16 keeps 8 mantissa bits.
 MIXED_TOLERANCE = {"mixed_float16": 2e-2, "mixed_bfloat16": 1e-1}
-# Outputs that decide the ranking stay float32 whatever the policy.
-FLOAT32_OUTPUTS = ("probs", "attention_probs", "significance")
+# Outputs that decide the ranking stay float32 whatever the policy, and so do the classifier's
+# logits (what the loss sees).
+FLOAT32_OUTPUTS = ("probs", "attention_probs", "significance", "logits")
 # Not BERT's default 0.02, so the config check sees it passed through, but as small: attention is
 # near uniform and significance scores close, so ranking in reduced precision keeps other tokens.
 INIT = 0.05

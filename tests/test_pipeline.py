@@ -171,7 +171,7 @@ def test_length_aware_retrain_sees_bucketed_batches(tiny, finished, tmp_path, mo
         if step == "retrain":
             model = build_model()
             assert model.encoder.length_aware and bucket and dev_bucket
-            make_stream, _ = self._train_plan(step, bucket=bucket, drop_remainder=False)
+            make_stream, _ = self.data.train_plan(step, bucket=bucket, drop_remainder=False)
             seen_lengths.update(int(x["input_ids"].shape[1]) for x, _ in make_stream(0))
         return real_fit(self, step, build_model, bucket, dev_bucket)
 

@@ -44,6 +44,27 @@ def test_only_settings_of_started_steps_block_a_resume(tmp_path):
     run.start(resolve_config("sst2", "quick", lambda_=1e-3, length_aware=True, retrain_epochs=2))
 
 
+def test_a_started_run_resumes_on_other_machines_but_not_in_another_precision(tmp_path):
+    run = RunDir(tmp_path)
+    run.start(resolve_config("sst2", "quick", strategy="multi-worker", mixed_precision="bfloat16"))
+    _started(run, "finetune")
+    # The same global batches on any number of replicas: one machine may resume a multi-worker run.
+    run.start(resolve_config("sst2", "quick", strategy="default", mixed_precision="bfloat16"))
+    with pytest.raises(RunConfigMismatch, match=r"\(mixed_precision\)"):
+        run.start(resolve_config("sst2", "quick", strategy="default"))
+
+
+def test_a_process_with_scratch_reads_the_run_and_writes_its_scratch(tmp_path):
+    chief, worker = RunDir(tmp_path / "run"), RunDir(tmp_path / "run", scratch=tmp_path / "scratch")
+    config = resolve_config("sst2", "quick")
+    chief.start(config)
+    worker.start(config)  # checks the chief's config.json, writes its own copy
+    worker.mark_done("finetune", {"dev": 1})
+    assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "task.json"]
+    assert (tmp_path / "scratch" / "finetune" / "done.json").exists() and not worker.step_done("finetune")
+    assert worker.log_dir("search") == str(tmp_path / "scratch" / "logs" / "search")
+
+
 def test_config_saved_before_a_setting_existed_reads_with_its_default(tmp_path):
     with open(tmp_path / "config.json", "w") as f:
         json.dump({"task": "sst2", "init": "minilm-l6", "max_length": 64}, f)

@@ -36,6 +36,11 @@ def test_three_seeds():
 def test_runs_must_differ_only_in_the_seed():
     with pytest.raises(SeedSummaryError, match="differ in more than the seed: lambda_"):
         summarize_seeds([_summary(0, 0.9, 0.9, 3.0), _summary(1, 0.9, 0.9, 3.0, lambda_=2e-3)])
+    # Another machine count trains on the same batches; a run from before a setting used its default.
+    summarize_seeds([_summary(0, 0.9, 0.9, 3.0), _summary(1, 0.9, 0.9, 3.0, strategy="multi-worker",
+                                                          mixed_precision=None)])
+    with pytest.raises(SeedSummaryError, match="differ in more than the seed: mixed_precision"):
+        summarize_seeds([_summary(0, 0.9, 0.9, 3.0), _summary(1, 0.9, 0.9, 3.0, mixed_precision="bfloat16")])
     unfinished = _summary(1, 0.9, 0.9, 3.0)
     unfinished["power_bert"] = None
     with pytest.raises(SeedSummaryError, match="has not finished"):

@@ -15,6 +15,11 @@ STEPS = ("finetune", "search", "retrain")
 # Where built-in tasks are read from (`training.task_source`): the local files through the local
 # tfds builder, or tensorflow-datasets' own glue/* builders (online).
 DATA_SOURCES = ("local", "tfds")
+# `--strategy`: how many devices and machines train (`training.distribute`).
+STRATEGIES = ("default", "mirrored", "multi-worker")
+# `--mixed-precision`: the reduced precision of Keras' mixed policy ("mixed_bfloat16", ...); None
+# trains in float32.
+MIXED_PRECISIONS = ("bfloat16", "float16")
 
 # Presets are data: field overrides applied on top of the task's defaults.
 PRESETS = {
@@ -60,10 +65,17 @@ class TrainConfig:
     seed: int = 0
     selection_holdout: Optional[float] = None
     checkpoint_every: int = 200
+    strategy: str = "default"
+    mixed_precision: Optional[str] = None
 
     def __post_init__(self):
         if self.data_source not in DATA_SOURCES:
             raise ValueError(f"data_source must be one of {DATA_SOURCES}, got {self.data_source!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS} (or None: float32), "
+                             f"got {self.mixed_precision!r}")
         if self.length_aware and self.relative_retention:
             raise ValueError("--length-aware (per batch) and --relative-retention (per input) scale "
                              "the counts in two different ways; choose one")
@@ -140,8 +152,9 @@ def resolve_config(task, preset="paper", **overrides):
 
 
 # Settings that do not make a run depart from the paper's setup: names, where it starts from,
-# how often it saves, and the seed (every seed is the paper's protocol).
-_NOT_SETUP = ("task", "preset", "init", "checkpoint_every", "seed", "data_source")
+# how often it saves, the seed (every seed is the paper's protocol) and the machines it runs on
+# (the same global batches on any number of replicas).
+_NOT_SETUP = ("task", "preset", "init", "checkpoint_every", "seed", "data_source", "strategy")
 
 
 def differences_from_paper(config: TrainConfig, task=None):

@@ -4,6 +4,10 @@ A step of T optimizer steps runs as `fit` "epochs" of K steps each. After each c
 is evaluated, the best model is kept (`best.keras`), and the model with its optimizer state is
 saved (`checkpoint.keras`) with the number of steps done. A re-run loads that checkpoint and
 skips the batches already trained on, so an interrupted step continues where it stopped.
+
+Under a `tf.distribute` strategy (`training.distribute.Workers`) the model is built, compiled and
+trained in its scope on the same global batches; every worker evaluates the whole selection set,
+so all choose the same best checkpoint, and waits for the others after each chunk's files.
 """
 
 import math
@@ -13,6 +17,7 @@ import time
 import keras
 import numpy as np
 
+from training.distribute import Workers
 from training.metrics import compute_metrics
 from training.atomic_files import read_json, save_model_atomically, write_json
 
@@ -44,20 +49,30 @@ def evaluate(model, dev_ds, task):
 
 
 class _ChunkEnd(keras.callbacks.Callback):
-    """After each chunk: dev metrics, best model, resumable checkpoint (in that order)."""
+    """After each chunk: dev metrics, best model, resumable checkpoint (in that order), then
+    `sync()` (every worker waits there until the chief's files are complete).
 
-    def __init__(self, step_dir, dev_ds, task, steps_per_chunk, progress, writer, name="dev"):
+    `step_dir`: where this process writes them."""
+
+    def __init__(self, step_dir, dev_ds, task, steps_per_chunk, progress, writer, name="dev", sync=None):
         super().__init__()
         self.step_dir, self.dev_ds, self.task, self.name = step_dir, dev_ds, task, name
         self.steps_per_chunk, self.progress, self.writer = steps_per_chunk, progress, writer
+        self.sync = sync or (lambda: None)
+        self.chunk_started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.chunk_started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
+        trained = time.time()
         metrics = evaluate(self.model, self.dev_ds, self.task)
         steps_done = (epoch + 1) * self.steps_per_chunk
+        # train_seconds: the chunk's training alone (its first chunk also traces the train step).
         entry = {"step": steps_done, "loss": float((logs or {}).get("loss", float("nan"))),
-                 "dev": metrics, "time": time.time()}
+                 "dev": metrics, "time": time.time(), "train_seconds": round(trained - self.chunk_started, 3)}
         self.progress["history"].append(entry)
         with self.writer.as_default():
             for name, value in metrics.items():
@@ -70,10 +85,11 @@ class _ChunkEnd(keras.callbacks.Callback):
         write_json(os.path.join(self.step_dir, "progress.json"), self.progress)
         print(f"  step {steps_done}: {self.name} {self.task.primary_metric} = {metrics['primary']:.4f} "
               f"(best {self.progress['best']['dev']['primary']:.4f})", flush=True)
+        self.sync()
 
 
 def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_dir, log_dir,
-                     checkpoint_every, verbose=1, selection_name="dev"):
+                     checkpoint_every, verbose=1, selection_name="dev", workers=None, write_dir=None):
     """Train with `model.fit` for `total_steps`, resuming from `step_dir` if a checkpoint is there.
 
     Args:
@@ -83,31 +99,42 @@ def checkpointed_fit(build_model, make_stream, total_steps, dev_ds, task, step_d
             removed (deterministic order).
         dev_ds: the data that chooses the best checkpoint (dev, or training data held out);
             `selection_name` labels it in the log and TensorBoard.
+        workers: a `training.distribute.Workers` to train under (default: no strategy).
+        write_dir: where this process writes the step's files (default `step_dir`; a non-chief
+            worker's scratch copy). A resume reads `step_dir`.
     Returns:
         the progress dict (`best` entry with dev metrics, `history`).
     """
     import tensorflow as tf
 
-    os.makedirs(step_dir, exist_ok=True)
+    workers = workers or Workers()
+    write_dir = write_dir or step_dir
+    os.makedirs(write_dir, exist_ok=True)
     progress = read_json(os.path.join(step_dir, "progress.json"))
     checkpoint = os.path.join(step_dir, "checkpoint.keras")
-    if progress and os.path.exists(checkpoint):
-        # The chunk size the step started with (its LR schedule spans those chunks), whatever
-        # --checkpoint-every says now.
-        per_chunk = progress.get("steps_per_chunk") or chunking(total_steps, checkpoint_every)[1]
-        chunks = progress["total_steps"] // per_chunk
-        model = keras.saving.load_model(checkpoint)
-        print(f"  resuming from step {progress['steps_done']} of {chunks * per_chunk}", flush=True)
-    else:
-        chunks, per_chunk = chunking(total_steps, checkpoint_every)
-        model = build_model(chunks * per_chunk)
-        progress = {"steps_done": 0, "best": None, "history": [], "total_steps": chunks * per_chunk,
-                    "steps_per_chunk": per_chunk}
-    done_chunks = progress["steps_done"] // per_chunk
-    if done_chunks < chunks:
-        writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
-        model.fit(make_stream(progress["steps_done"]).repeat(), initial_epoch=done_chunks, epochs=chunks,
-                  steps_per_epoch=per_chunk, verbose=verbose, shuffle=False,
-                  callbacks=[_ChunkEnd(step_dir, dev_ds, task, per_chunk, progress, writer, selection_name),
-                             keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=50)])
+    with workers.scope():
+        if progress and os.path.exists(checkpoint):
+            # The chunk size the step started with (its LR schedule spans those chunks), whatever
+            # --checkpoint-every says now.
+            per_chunk = progress.get("steps_per_chunk") or chunking(total_steps, checkpoint_every)[1]
+            chunks = progress["total_steps"] // per_chunk
+            model = keras.saving.load_model(checkpoint)
+            print(f"  resuming from step {progress['steps_done']} of {chunks * per_chunk}", flush=True)
+        else:
+            chunks, per_chunk = chunking(total_steps, checkpoint_every)
+            model = build_model(chunks * per_chunk)
+            progress = {"steps_done": 0, "best": None, "history": [], "total_steps": chunks * per_chunk,
+                        "steps_per_chunk": per_chunk}
+        workers.prepare_fit(model)
+        done_chunks = progress["steps_done"] // per_chunk
+        if done_chunks < chunks:
+            writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+            chunk_end = _ChunkEnd(write_dir, dev_ds, task, per_chunk, progress, writer, selection_name,
+                                  sync=workers.barrier)
+            # Repeated before skipping: the last chunk rounds the steps up past the stream's end
+            # and goes on from its start, in a resumed run as in an uninterrupted one.
+            stream = make_stream(0).repeat().skip(progress["steps_done"])
+            model.fit(workers.distribute(stream), initial_epoch=done_chunks,
+                      epochs=chunks, steps_per_epoch=per_chunk, verbose=verbose, shuffle=False,
+                      callbacks=[chunk_end, keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=50)])
     return progress

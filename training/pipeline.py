@@ -1,5 +1,12 @@
-"""The three PoWER-BERT steps as one resumable run in a run directory (`training.run_dir`)."""
+"""The three PoWER-BERT steps as one resumable run in a run directory (`training.run_dir`).
 
+Every step runs under the run's `tf.distribute` strategy (`training.distribute`: one device, this
+machine's devices, or several machines with the chief writing the run directory), and builds its
+models under the Keras dtype policy of `--mixed-precision` (float32 by default). A saved model
+keeps its policy (its layers carry it), so it loads and predicts in that precision anywhere.
+"""
+
+import contextlib
 import sys
 import time
 
@@ -10,6 +17,7 @@ from powerbert_tf import RetentionConfig
 from powerbert_tf.loading import resolve_checkpoint
 from powerbert_tf.bert_config import BertConfig
 from training.config import STEPS, TrainConfig, differences_from_paper
+from training.distribute import Workers
 from training.fit_step import best_model_path, checkpointed_fit, evaluate
 from training.plots import plot_retention
 from training.run_dir import RunDir
@@ -26,8 +34,13 @@ class Pipeline:
     def __init__(self, config: TrainConfig, out_dir, data_dir=None, task=None, strategy=None, verbose=1):
         """`task`: a `TaskSpec` for user data (`training.user_task.user_task`); default `config.task`
         in the layout the data directory holds (`training.data.task_for_data`). The run directory
-        records it as `task.json`."""
-        self.config, self.run_dir, self.verbose = config, RunDir(out_dir), verbose
+        records it as `task.json`.
+
+        `strategy`: the `tf.distribute` strategy of `config.strategy`
+        (`training.distribute.make_strategy`), None for one device."""
+        self.workers = Workers(strategy)
+        self.config, self.verbose = config, verbose
+        self.run_dir = RunDir(out_dir, scratch=self.workers.scratch)
         self.strategy = strategy or tf.distribute.get_strategy()
         if task is None:
             task = get_task(config.task) if config.data_source == "tfds" else task_for_data(config.task, data_dir)
@@ -53,18 +66,23 @@ class Pipeline:
 
     # === Steps ===
     def run(self, steps=STEPS):
-        for step in steps:
-            if self.run_dir.step_done(step):
-                print(f"[{step}] already complete, skipping", flush=True)
-                continue
-            print(f"[{step}] starting", flush=True)
-            # The seed reaches every source of randomness we control: the head's initial weights
-            # and dropout (Python, NumPy and TF generators); subsets and shuffles use it too.
-            keras.utils.set_random_seed(self.config.seed + STEPS.index(step))
-            started = time.time()
-            info = getattr(self, f"_{step}")()
-            info["wall_seconds"] = round(time.time() - started, 1)
-            self.run_dir.mark_done(step, info)
+        with dtype_policy(self.config.mixed_precision):
+            for step in steps:
+                if self.run_dir.step_done(step):
+                    print(f"[{step}] already complete, skipping", flush=True)
+                    continue
+                print(f"[{step}] starting", flush=True)
+                # The seed reaches every source of randomness we control: the head's initial weights
+                # and dropout (Python, NumPy and TF generators); subsets and shuffles use it too.
+                keras.utils.set_random_seed(self.config.seed + STEPS.index(step))
+                started = time.time()
+                with self.workers.lost_worker_check(step):
+                    info = getattr(self, f"_{step}")()
+                    info["wall_seconds"] = round(time.time() - started, 1)
+                    info["replicas"] = self.workers.num_replicas
+                    self.run_dir.mark_done(step, info)
+                    # The next step reads this one's model, which the chief has now written.
+                    self.workers.barrier()
         return self.write_summary()
 
     def _compile(self, model, total_steps):
@@ -77,7 +95,8 @@ class Pipeline:
             lambda steps: self._compile(build_model(), steps), make_stream, total,
             self.data.selection_dataset(bucket=dev_bucket), self.task, self.run_dir.step_dir(step),
             self.run_dir.log_dir(step), self.config.checkpoint_every, self.verbose,
-            selection_name=self.data.selection_name)
+            selection_name=self.data.selection_name, workers=self.workers,
+            write_dir=self.run_dir.step_write_dir(step))
         best = best_model_path(self.run_dir.step_dir(step))
         chosen_on = progress["best"]["dev"]
         best_model = lambda: keras.saving.load_model(best, compile=False)
@@ -108,13 +127,14 @@ class Pipeline:
         dev = self.dev_dataset(bucket=c.relative_retention)
         progress = run_search(search, make_stream, total, self.run_dir.step_dir("search"), self.run_dir.log_dir("search"),
                               c.checkpoint_every, evaluate_dev=lambda: evaluate(model, dev, self.task),
-                              verbose=self.verbose)
+                              verbose=self.verbose, write_dir=self.run_dir.step_write_dir("search"),
+                              sync=self.workers.barrier)
         masses = search.masses()
         retention = RetentionConfig.from_masses(masses, c.max_length, rounding=c.rounding,
                                                 relative=c.relative_retention)
         self.run_dir.save_model("search", model)
         self.run_dir.write_retention(retention, masses)
-        plot_retention(retention, self.run_dir.file("retention.png"), masses=masses,
+        plot_retention(retention, self.run_dir.write_path("retention.png"), masses=masses,
                        title=f"{self.task.name}: kept word vectors per layer "
                              f"(FLOP ratio {retention.flop_ratio:.2f}x)")
         dev_metrics = progress["history"][-1].get("dev") if progress["history"] else None
@@ -170,6 +190,21 @@ class Pipeline:
         }
         self.run_dir.write_summary(summary)
         return summary
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision):
+    """Keras' global dtype policy for `--mixed-precision` ("bfloat16", "float16") while the block
+    builds models ("mixed_bfloat16", ...), the previous one afterwards; None leaves it alone."""
+    if mixed_precision is None:
+        yield
+        return
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(f"mixed_{mixed_precision}")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def _other_dev(step_info, split):

@@ -14,6 +14,9 @@ Layout of `<run>/`:
 `RunDir.check()` is the one consistency check every reader uses (export, benchmark, serving
 results): the config reads, the retention is for the config's N, and the re-trained model keeps
 what `retention.json` says.
+
+In a multi-worker job only the chief writes here: the other workers read these files and write
+their own copies into a scratch directory (`RunDir(path, scratch=...)`, `training.distribute`).
 """
 
 import os
@@ -38,6 +41,9 @@ _STEPS_OF_SETTING = {
     "word_selection": ("retrain",),
     "relative_retention": ("search", "retrain"),
     "retention": ("retrain",), "bucket_finetune": ("finetune",),
+    # The machines a command runs on: every replica count trains on the same global batches, so a
+    # run started on several workers may resume on one, or the other way round.
+    "strategy": (),
     # How often progress is saved: a started step keeps the interval it started with.
     "checkpoint_every": (),
     # A label: the values a preset sets are settings of their own, compared one by one.
@@ -58,24 +64,35 @@ class RunDir:
 
     Args:
         path: the directory (need not exist before `start`).
+        scratch: where this process writes instead of `path` (a non-chief worker of a multi-worker
+            job); None: it writes `path` itself. Reads always come from `path`.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, scratch=None):
         self.path = os.fspath(path)
+        self.scratch = None if scratch is None else os.fspath(scratch)
 
     def data_cache(self, config):
         """Where built-in tasks read through the local tfds builder are prepared (so a run's
         prepared data always comes from its own data directory); None for `--data tfds`."""
-        return self.file("tfds") if config.data_source == "local" else None
+        return self.write_path("tfds") if config.data_source == "local" else None
 
     def file(self, *parts):
+        """A file of the run (what this process reads)."""
         return os.path.join(self.path, *parts)
+
+    def write_path(self, *parts):
+        """Where this process writes `file(*parts)`: that file, or its copy under `scratch`."""
+        return os.path.join(self.scratch or self.path, *parts)
 
     def step_dir(self, step):
         return self.file(step)
 
+    def step_write_dir(self, step):
+        return self.write_path(step)
+
     def log_dir(self, step):
-        return self.file("logs", step)
+        return self.write_path("logs", step)
 
     # === Config ===
 
@@ -111,12 +128,12 @@ class RunDir:
                 started.
         """
         task = task or get_task(config.task)
-        os.makedirs(self.path, exist_ok=True)
+        os.makedirs(self.write_path(), exist_ok=True)
         if self.has_config():
             self._check_same_task(task)  # first: other data also renames the task in the config
             self._check_same_settings(config)
-        write_json(self.file(CONFIG_FILE), config.to_dict())
-        write_json(self.file(TASK_FILE), task.to_dict())
+        write_json(self.write_path(CONFIG_FILE), config.to_dict())
+        write_json(self.write_path(TASK_FILE), task.to_dict())
 
     def _check_same_settings(self, config: TrainConfig):
         """Raise `RunConfigMismatch` if a setting of a started step differs from the saved one."""
@@ -173,7 +190,7 @@ class RunDir:
         return os.path.isfile(self.file(step, DONE_FILE))
 
     def mark_done(self, step, info):
-        write_json(self.file(step, DONE_FILE), info)
+        write_json(self.write_path(step, DONE_FILE), info)
 
     def done_info(self, step):
         """`done.json` of a completed step, else None."""
@@ -187,17 +204,17 @@ class RunDir:
 
     def keep_best_model(self, step, best_path, metrics):
         """The step's best checkpoint becomes its `model.keras`, with its dev metrics."""
-        shutil.copy(best_path, self.model_path(step))
-        write_json(self.file(step, METRICS_FILE), metrics)
+        shutil.copy(best_path, self.write_path(step, MODEL_FILE))
+        write_json(self.write_path(step, METRICS_FILE), metrics)
 
     def adopt_model(self, step, model, metrics):
         """`model` becomes the step's `model.keras`, with its dev metrics (an imported model)."""
-        os.makedirs(self.step_dir(step), exist_ok=True)
+        os.makedirs(self.step_write_dir(step), exist_ok=True)
         self.save_model(step, model)
-        write_json(self.file(step, METRICS_FILE), metrics)
+        write_json(self.write_path(step, METRICS_FILE), metrics)
 
     def save_model(self, step, model):
-        model.save(self.model_path(step))
+        model.save(self.write_path(step, MODEL_FILE))
 
     def load_model(self, step, compile=True):
         """The step's `model.keras` (`compile=False`: inference only, without the optimizer).
@@ -233,9 +250,9 @@ class RunDir:
         return os.path.isfile(self.file(RETENTION_FILE))
 
     def write_retention(self, retention: RetentionConfig, masses=None):
-        write_json(self.file(RETENTION_FILE), retention.to_dict())
+        write_json(self.write_path(RETENTION_FILE), retention.to_dict())
         if masses is not None:
-            write_json(self.file("search", MASSES_FILE), list(masses))
+            write_json(self.write_path("search", MASSES_FILE), list(masses))
 
     def read_retention(self):
         """The run's `RetentionConfig`.
@@ -253,7 +270,7 @@ class RunDir:
     # === Summary ===
 
     def write_summary(self, summary):
-        write_json(self.file(SUMMARY_FILE), summary)
+        write_json(self.write_path(SUMMARY_FILE), summary)
 
     def read_summary(self):
         return read_json(self.file(SUMMARY_FILE))

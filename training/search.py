@@ -6,6 +6,9 @@ the retention weights are clipped to [0, 1] after every update (their Keras cons
 runs under a `tf.distribute` strategy: per-example losses are summed and divided by the *global*
 batch, and the penalty by the number of replicas, so the summed replica losses equal the
 single-device loss and the all-reduced gradients are the single-device gradients.
+
+Under mixed_float16 both optimizers are wrapped in `keras.optimizers.LossScaleOptimizer`, as
+`fit` wraps its one, and the loss is scaled once, so small float16 gradients do not underflow.
 """
 
 import os
@@ -37,6 +40,11 @@ class ConfigurationSearch:
                 WarmupLinearDecay(lr_bert, total_steps, warmup_fraction), weight_decay=weight_decay)
             self.soft_optimizer = keras.optimizers.Adam(
                 WarmupLinearDecay(lr_soft, total_steps, warmup_fraction))
+            # The rule `Model.compile` follows: float16 compute needs loss scaling.
+            self.loss_scaled = model.dtype_policy.name == "mixed_float16"
+            if self.loss_scaled:
+                self.bert_optimizer = keras.optimizers.LossScaleOptimizer(self.bert_optimizer)
+                self.soft_optimizer = keras.optimizers.LossScaleOptimizer(self.soft_optimizer)
             self.bert_optimizer.build(self.bert_variables)
             self.soft_optimizer.build(self.retention_variables)
         # Length-bucketed batches (relative retention) come in many widths: after the first few
@@ -53,10 +61,19 @@ class ConfigurationSearch:
             task_loss = tf.reduce_sum(self.loss_fn(labels, logits)) / self.global_batch
             penalty = self.penalty() / replicas
             loss = task_loss + penalty
+            if self.loss_scaled:
+                loss = self.bert_optimizer.scale_loss(loss)
         grads = tape.gradient(loss, self.bert_variables + self.retention_variables)
         split = len(self.bert_variables)
-        self.bert_optimizer.apply_gradients(zip(grads[:split], self.bert_variables))
-        self.soft_optimizer.apply_gradients(zip(grads[split:], self.retention_variables))
+        bert_grads, soft_grads = grads[:split], grads[split:]
+        if self.loss_scaled:
+            # The loss carries the BERT wrapper's scale, and each wrapper divides by its own (and
+            # skips its update when a gradient is not finite): bring the retention gradients to
+            # their wrapper's scale. Both scales are powers of two, so this is exact.
+            ratio = self.soft_optimizer.dynamic_scale / self.bert_optimizer.dynamic_scale
+            soft_grads = [g * ratio for g in soft_grads]
+        self.bert_optimizer.apply_gradients(zip(bert_grads, self.bert_variables))
+        self.soft_optimizer.apply_gradients(zip(soft_grads, self.retention_variables))
         return task_loss, penalty
 
     def _distributed_step(self, features, labels):
@@ -78,17 +95,21 @@ class ConfigurationSearch:
 
 
 def run_search(search, make_stream, total_steps, step_dir, log_dir, checkpoint_every,
-               evaluate_dev=None, verbose=1):
+               evaluate_dev=None, verbose=1, write_dir=None, sync=None):
     """Run `total_steps` updates with progress bar, TensorBoard scalars and resumable checkpoints.
 
     Args:
         make_stream: skip -> dataset of (features, labels) without its first `skip` batches.
         evaluate_dev: optional () -> metrics dict, run at each checkpoint.
+        write_dir: where this process writes the checkpoints (default `step_dir`; a non-chief
+            worker's scratch copy). A resume reads `step_dir`.
+        sync: optional () -> None after each checkpoint (`training.distribute.Workers.barrier`).
     Returns:
         progress dict with `steps_done`, `history` (loss, penalty, masses, dev per checkpoint).
     """
-    os.makedirs(step_dir, exist_ok=True)
-    manager = tf.train.CheckpointManager(search.checkpoint(), os.path.join(step_dir, "ckpt"), max_to_keep=2)
+    write_dir = write_dir or step_dir
+    os.makedirs(write_dir, exist_ok=True)
+    manager = tf.train.CheckpointManager(search.checkpoint(), os.path.join(write_dir, "ckpt"), max_to_keep=2)
     progress = read_json(os.path.join(step_dir, "progress.json"), {"steps_done": 0, "history": []})
     if progress["steps_done"]:
         # The checkpoint that progress.json names, not simply the newest: a kill between saving a
@@ -97,7 +118,12 @@ def run_search(search, make_stream, total_steps, step_dir, log_dir, checkpoint_e
             os.path.join(step_dir, "ckpt", f"ckpt-{progress['steps_done']}")).expect_partial()
         print(f"  resuming the search from step {progress['steps_done']} of {total_steps}", flush=True)
     writer = tf.summary.create_file_writer(log_dir)
-    stream = search.strategy.experimental_distribute_dataset(make_stream(progress["steps_done"]))
+    stream = make_stream(progress["steps_done"])
+    # Each worker builds the whole stream and keeps its part of every global batch (the stream is
+    # made in memory: there are no files to share out).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    stream = search.strategy.experimental_distribute_dataset(stream.with_options(options))
     bar = keras.utils.Progbar(total_steps, stateful_metrics=["mass_last", "penalty"], verbose=verbose)
     step = progress["steps_done"]
     bar.update(step)
@@ -125,5 +151,7 @@ def run_search(search, make_stream, total_steps, step_dir, log_dir, checkpoint_e
             manager.save(checkpoint_number=step)
             progress["steps_done"] = step
             progress["history"].append(entry)
-            write_json(os.path.join(step_dir, "progress.json"), progress)
+            write_json(os.path.join(write_dir, "progress.json"), progress)
+            if sync is not None:
+                sync()
     return progress

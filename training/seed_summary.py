@@ -6,8 +6,11 @@ report `mean +- std` over at least three seeds, with `std` the sample standard d
 
 import math
 
-# Settings that may differ between the runs of one row: the seed, and what only names or saves.
-_MAY_DIFFER = ("seed", "checkpoint_every")
+from training.config import TrainConfig
+
+# Settings that may differ between the runs of one row: the seed, what only saves, and the
+# machines (the same global batches on any number of replicas).
+_MAY_DIFFER = ("seed", "checkpoint_every", "strategy")
 
 
 class SeedSummaryError(ValueError):
@@ -21,6 +24,15 @@ def mean_std(values):
         raise SeedSummaryError(f"mean +- std needs at least two runs, got {len(values)}")
     mean = sum(values) / len(values)
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def differing_settings(summaries):
+    """The settings (besides seed, saving and machines) in which the runs' `summary.json` differ;
+    a run recorded before a setting existed used its default."""
+    settings = [{k: v for k, v in {**TrainConfig.defaults(), **s.get("settings", {})}.items() if k not in _MAY_DIFFER}
+                for s in summaries]
+    return sorted({k for other in settings[1:] for k in set(other) | set(settings[0])
+                   if other.get(k) != settings[0].get(k)})
 
 
 def summarize_seeds(summaries):
@@ -40,9 +52,7 @@ def summarize_seeds(summaries):
     for s in summaries:
         if not s.get("baseline") or not s.get("power_bert"):
             raise SeedSummaryError(f"the run of `{s.get('command')}` has not finished all three steps")
-    settings = [{k: v for k, v in s.get("settings", {}).items() if k not in _MAY_DIFFER} for s in summaries]
-    differing = sorted({k for other in settings[1:] for k in set(other) | set(settings[0])
-                        if other.get(k) != settings[0].get(k)})
+    differing = differing_settings(summaries)
     if differing:
         raise SeedSummaryError(f"the runs differ in more than the seed: {', '.join(differing)}")
     base = [s["baseline"]["primary"] for s in summaries]
