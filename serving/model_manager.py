@@ -21,6 +21,7 @@ from serving.config_protos import ConfigError
 from serving.errors import NOT_FOUND, ServingError
 from serving.model_config import check_labels, read_model_config, specs_from_paths
 from serving.model_store import ModelStore
+from serving.polling import Poller
 from serving.servable import Servable
 
 log = logging.getLogger("serving")
@@ -55,8 +56,7 @@ class ModelManager:
         self.reloads = 0
         self._started = False
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = None
+        self._poller = Poller(self.reload, config_poll_seconds, "poll-model-config")
 
     # === Lifecycle ===
 
@@ -75,20 +75,12 @@ class ModelManager:
             except ConfigError as e:
                 raise ConfigError(self._named(e)) from None
         if self.config_file and self.config_poll_seconds > 0:
-            self._thread = threading.Thread(target=self._poll_loop, name="poll-model-config", daemon=True)
-            self._thread.start()
+            self._poller.start()
 
     def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._poller.stop()
         for store in self.stores.values():
             store.stop()
-
-    def _poll_loop(self):
-        while not self._stop.wait(self.config_poll_seconds):
-            self.reload()
 
     def reload(self):
         """Re-reads the config file and applies it; False (error logged and kept) if refused."""

@@ -21,6 +21,7 @@ from tensorflow.core.protobuf import error_codes_pb2
 
 from serving.errors import NOT_FOUND, ServingError, describe_exception
 from serving.model_config import VersionPolicy
+from serving.polling import Poller
 from serving.savedmodel import list_versions
 from serving.servable import CallStats, Servable
 
@@ -64,35 +65,23 @@ class ModelStore:
         self._seen = {}
         self._servables = {}  # version -> Servable; replaced, never mutated, so readers need no lock
         self._warned = set()
-        self._stop = threading.Event()
-        self._thread = None
+        self._poller = Poller(self.poll_once, poll_seconds, f"poll-{name}")
 
     # === Lifecycle ===
 
     def start(self):
         """Loads what the policy names now, then polls in a daemon thread."""
         self.poll_once(settle=False)
-        if self.poll_seconds > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{self.name}", daemon=True)
-            self._thread.start()
+        if self.poll_seconds > 0:
+            self._poller.start()
 
     def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._poller.stop()
 
     def set_policy(self, policy):
         """Serves what `policy` names from now on: loads its versions, then unloads the others."""
         self.policy = policy
         self.poll_once(settle=False)
-
-    def _poll_loop(self):
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.poll_once()
-            except Exception:  # keep polling whatever one poll hit
-                log.exception("polling %s failed", self.base_path)
 
     def poll_once(self, settle=True):
         """Loads the versions the policy names; `settle`: skip files changed since the last poll.

@@ -221,13 +221,15 @@ def read_race_folder(path: PathLike, task: TaskSpec, labelled: bool = True) -> E
         with _utf8(file) as handle:
             raw = handle.read()
         article = _race_article(file, raw, task, labelled)
-        for i, question in enumerate(article[task.pair_column]):
+        questions = article[task.pair_column]
+        passage = _race_text(file, article[task.text_column], task.text_column) if questions else None
+        for i, question in enumerate(questions):
             where = f"question {i + 1}"
             choices = article[task.options_column][i]
             if not isinstance(choices, list) or len(choices) != task.num_choices:
                 raise MalformedRowError(f"{where} has options {_shown(choices)}; expected a list of "
                                         f"{task.num_choices} texts", file)
-            text.append(_race_text(file, article[task.text_column], task.text_column))
+            text.append(passage)
             text_b.append(_race_text(file, question, where))
             options.append(tuple(_race_text(file, choice, f"{where}, option {task.label_values[j]}")
                                  for j, choice in enumerate(choices)))

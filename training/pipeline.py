@@ -7,6 +7,7 @@ keeps its policy (its layers carry it), so it loads and predicts in that precisi
 """
 
 import contextlib
+import functools
 import sys
 import time
 
@@ -99,7 +100,8 @@ class Pipeline:
             write_dir=self.run_dir.step_write_dir(step))
         best = best_model_path(self.run_dir.step_dir(step))
         chosen_on = progress["best"]["dev"]
-        best_model = lambda: keras.saving.load_model(best, compile=False)
+        # Loaded once, only if dev or another split needs it.
+        best_model = functools.cache(lambda: keras.saving.load_model(best, compile=False))
         dev = chosen_on if self.selection is self.dev else evaluate(
             best_model(), self.dev_dataset(bucket=dev_bucket), self.task)
         other_dev = {split: evaluate(best_model(), self.data.dev_dataset(dev_bucket, split), self.task)
