@@ -5,10 +5,13 @@ vocabulary) and the export (`serving.export`, which knows nothing of runs or tas
 """
 
 import os
+from dataclasses import dataclass
 
 import keras
 
 from powerbert_tf import load_tokenizer
+from serving.config_protos import BATCHING_FIELDS
+from serving.deploy_kit import merged_config, write_files
 from serving.export import ExportError, export_saved_model
 from training.run_dir import RunDir
 from training.tasks import get_task
@@ -52,3 +55,39 @@ def export_run(source, base, version=None, *, init=None, task=None, max_length=N
         model, load_tokenizer(init), base=base, max_length=max_length,
         label_names=spec.label_names, task_name=spec.name, pair=spec.is_pair,
         version=version, jit_compile=jit_compile, dynamic_length=dynamic_length, tflite=tflite)
+
+
+@dataclass
+class ServingConfigEntry:
+    """One model to put into the deployment kit's files in `directory` (`merged_config`: checked, not
+    yet written)."""
+
+    directory: str
+    name: str
+    base_path: str
+    config: object  # ModelServerConfig
+    batching: object  # BatchingParameters
+
+    def write(self):
+        """Writes the kit's files; returns their paths."""
+        return list(write_files(self.directory, self.config, self.batching).values())
+
+
+def serving_config_for(args):
+    """The `ServingConfigEntry` of `powerbert export`'s `--serving-*` and batching flags (None without
+    `--serving-config`): the model is named after the base's last part and lives at /models/NAME
+    unless the flags say otherwise.
+
+    Raises:
+        ConfigError, ValueError: a bad name, a relative base path, a bad file already in the directory.
+    """
+    if not args.serving_config:
+        given = [name for name in ("serving_name", "serving_base_path") + BATCHING_FIELDS if hasattr(args, name)]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} is for the deployment kit: add --serving-config DIR")
+        return None
+    name = getattr(args, "serving_name", None) or os.path.basename(os.path.normpath(args.base))
+    base_path = getattr(args, "serving_base_path", None) or f"/models/{name}"
+    batching = {field: getattr(args, field) for field in BATCHING_FIELDS if hasattr(args, field)}
+    config, batching = merged_config(args.serving_config, name, base_path, batching)
+    return ServingConfigEntry(args.serving_config, name, base_path, config, batching)

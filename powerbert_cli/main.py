@@ -120,6 +120,23 @@ def build_parser():
                              "--prefer_tflite_model` and by TF Serving with the same flag")
     export.add_argument("--jit-compile", action="store_true",
                         help="compile serving_default with XLA (TF Serving: --xla_cpu_compilation_enabled)")
+    kit = export.add_argument_group(
+        "deployment kit", "--serving-config DIR also puts the model into TF Serving's flag files in DIR "
+                          "(models.config, batching_parameters.txt, monitoring.config; docs/deploy.md): "
+                          "other models already there are kept")
+    kit.add_argument("--serving-config", metavar="DIR", default=None, help="directory of the flag files")
+    # SUPPRESS: the help says what the default is (a rule, not a value)
+    kit.add_argument("--serving-name", default=argparse.SUPPRESS,
+                     help="model name in the URLs (default: the base's last part)")
+    kit.add_argument("--serving-base-path", default=argparse.SUPPRESS,
+                     help="base path as the server sees it, absolute (default: /models/NAME, the layout "
+                          "of docs/deploy.md's docker run lines)")
+    for flag, text in (("--max-batch-size", "largest batch"), ("--batch-timeout-micros", "longest wait for a batch to fill"),
+                       ("--max-enqueued-batches", "batches queued before requests are refused"),
+                       ("--num-batch-threads", "batches run at once (set it for the serving machine)")):
+        kit.add_argument(flag, type=int, default=argparse.SUPPRESS,
+                         help=f"batching_parameters.txt: {text} (default: the value in DIR's file, "
+                              "else TF Serving's default)")
 
     from serving.convert import add_convert_parser
     from serving.rest_server import add_serve_parser
@@ -196,12 +213,16 @@ def train_command(args):
 
 
 def export_command(args):
-    from powerbert_cli.export_run import export_run
+    from powerbert_cli.export_run import export_run, serving_config_for
 
+    # The kit's files are checked before the export, so a bad one costs no export.
+    kit = serving_config_for(args)
     path = export_run(args.source, args.base, args.version, init=args.init, task=args.task,
                       max_length=args.max_length, jit_compile=args.jit_compile,
                       dynamic_length=args.dynamic_length, tflite=args.tflite)
     print(f"exported {path}")
+    if kit:
+        print(f"model {kit.name} (base path {kit.base_path}) in {', '.join(kit.write())}")
 
 
 def convert_command(args):

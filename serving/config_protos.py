@@ -10,8 +10,15 @@ parses, parses here; one it rejects (an unknown field, a wrong type) is rejected
 live in a private descriptor pool, so they cannot clash with a later package that has them.
 """
 
+import logging
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: F401 (re-exported)
+
+log = logging.getLogger("serving")
+
+# The `BatchingParameters` fields our batch scheduler has (`serving.batching.BatchingParameters`).
+BATCHING_FIELDS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
 
 _MONITORING_CONFIG_PROTO = """
 name: "tensorflow_serving/config/monitoring_config.proto"
@@ -102,3 +109,17 @@ def read_text_proto(path, message_class):
 def to_text(message):
     """The text format of `message`, as TF Serving's flag files hold it."""
     return text_format.MessageToString(message)
+
+
+def read_batching_parameters(path):
+    """{field: int} of the `BATCHING_FIELDS` set in a `BatchingParameters` text proto file; the
+    other fields TF Serving has are logged as ignored.
+
+    Raises:
+        ConfigError: the file cannot be read or is not a `BatchingParameters` text proto.
+    """
+    proto = read_text_proto(path, BatchingParametersProto)
+    for field, _ in proto.ListFields():
+        if field.name not in BATCHING_FIELDS:
+            log.warning("batching parameter %s is not supported; ignored", field.name)
+    return {name: getattr(proto, name).value for name in BATCHING_FIELDS if proto.HasField(name)}

@@ -10,14 +10,18 @@ docs/deploy.md and deploy/k8s.yaml).
 - `monitoring.config`: a `MonitoringConfig` for `--monitoring_config_file`, Prometheus on at TF
   Serving's default path.
 
+`merged_config(directory, name, base_path, batching)` then `write_files` (`powerbert export
+--serving-config DIR`) put one model into the files already in `directory`: the other models keep
+their entries (version policies and labels too), and the batching fields not given are kept.
+
 `powerbert serve` reads the same three files with the same flags.
 """
 
 import os
 
 from serving.batching import BatchingParameters
-from serving.config_protos import BatchingParametersProto, ConfigError, ModelServerConfig, MonitoringConfig, \
-    read_text_proto, to_text
+from serving.config_protos import BATCHING_FIELDS, BatchingParametersProto, ConfigError, ModelServerConfig, \
+    MonitoringConfig, read_batching_parameters, read_text_proto, to_text
 from serving.model_config import PLATFORM, read_model_config
 
 MODELS_FILE = "models.config"
@@ -38,15 +42,55 @@ def write_serving_config(directory, models, batching=None):
         ValueError: a name a REST URL cannot hold; `ConfigError` (a ValueError) for a file TF Serving
             would refuse, e.g. a relative base path, and nothing is then left in `directory` for it.
     """
-    batching = batching or BatchingParameters()
     for name in models:
-        if not name or "/" in name or ":" in name:
-            raise ValueError(f"model name {name!r} cannot appear in a REST URL (/v1/models/NAME:predict)")
+        _check_name(name)
     config = ModelServerConfig()
     for name, base_path in models.items():
         config.model_config_list.config.add(name=name, base_path=str(base_path), model_platform=PLATFORM)
+    return write_files(directory, config, batching or BatchingParameters())
+
+
+def merged_config(directory, name, base_path, batching=None):
+    """The `ModelServerConfig` and `BatchingParameters` of the kit's files in `directory` with model
+    `name` put in; nothing is written (check before long work, then `write_files`).
+
+    An entry of the same name gets the new base path and keeps its version policy and labels;
+    other entries are kept as they are. `batching` ({field: int}, fields of `BatchingParameters`)
+    replaces those fields of the batching file already there (of TF Serving's defaults if there
+    is none); the others are kept.
+
+    Raises:
+        ConfigError: the `models.config` or `batching_parameters.txt` already in `directory` is one
+            TF Serving would refuse, or `base_path` is not absolute; ValueError: a name a REST URL
+            cannot hold.
+    """
+    _check_name(name)
+    models_path, batching_path = os.path.join(directory, MODELS_FILE), os.path.join(directory, BATCHING_FILE)
+    if not os.path.isabs(str(base_path)):
+        raise ConfigError(f"{models_path}: Expected model {name} to have an absolute path or URI; "
+                          f"got base_path()={base_path}")
+    config = ModelServerConfig()
+    if os.path.exists(models_path):
+        read_model_config(models_path)  # refuses a file TF Serving would refuse, naming the problem
+        config = read_text_proto(models_path, ModelServerConfig)
+    entries = config.model_config_list.config
+    entry = next((model for model in entries if model.name == name), None) or entries.add(name=name)
+    entry.base_path, entry.model_platform = str(base_path), PLATFORM
+    fields = read_batching_parameters(batching_path) if os.path.exists(batching_path) else {}
+    return config, BatchingParameters(**{**fields, **(batching or {})})
+
+
+def _check_name(name):
+    if not name or "/" in name or ":" in name:
+        raise ValueError(f"model name {name!r} cannot appear in a REST URL (/v1/models/NAME:predict)")
+
+
+def write_files(directory, config, batching):
+    """Writes `config` (a `ModelServerConfig`), `batching` (a `BatchingParameters`) and a monitoring
+    config with Prometheus on into `directory`, each parsed back before it is kept; returns
+    {file name: path}."""
     proto = BatchingParametersProto()
-    for field in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+    for field in BATCHING_FIELDS:
         getattr(proto, field).value = getattr(batching, field)
     monitoring = MonitoringConfig()
     monitoring.prometheus_config.enable = True

@@ -30,7 +30,7 @@ import threading
 import time
 
 from serving.batching import BatchingParameters
-from serving.config_protos import BatchingParametersProto, read_text_proto
+from serving.config_protos import BATCHING_FIELDS, read_batching_parameters
 from serving.metrics import prometheus_path
 from serving.options import ServingOptions
 
@@ -185,24 +185,10 @@ def add_serve_parser(subparsers):
     return parser
 
 
-def read_batching_parameters(path):
-    """{field: int} of the fields we use, from a TF Serving `BatchingParameters` text proto.
-
-    Raises:
-        ConfigError: the file cannot be read or is not a `BatchingParameters` text proto.
-    """
-    proto = read_text_proto(path, BatchingParametersProto)
-    known = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
-    for field, _ in proto.ListFields():
-        if field.name not in known:
-            log.warning("batching parameter %s is not supported; ignored", field.name)
-    return {name: getattr(proto, name).value for name in known if proto.HasField(name)}
-
-
 def options_from_args(args):
     """`ServingOptions` of the parsed flags. Raises ConfigError (or ValueError) for a bad file or value."""
     batching = read_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file else {}
-    for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+    for name in BATCHING_FIELDS:
         if getattr(args, name) is not None:
             batching[name] = getattr(args, name)
     return ServingOptions(

@@ -12,9 +12,10 @@ import pytest
 from serving.batching import BatchingParameters
 from serving.config_protos import BatchingParametersProto, ConfigError, ModelServerConfig, MonitoringConfig, \
     read_text_proto
-from serving.deploy_kit import BATCHING_FILE, MODELS_FILE, MONITORING_FILE, write_serving_config
+from serving.deploy_kit import BATCHING_FILE, MODELS_FILE, MONITORING_FILE, merged_config, write_files, \
+    write_serving_config
 from serving.metrics import DEFAULT_PATH, prometheus_path
-from serving.model_config import read_model_config
+from serving.model_config import VersionPolicy, read_model_config
 from serving.rest_server import add_serve_parser, options_from_args
 from tests.test_model_config import save_toy
 from tests.test_rest_server import ServerThread, build_app, client_for
@@ -114,3 +115,85 @@ def test_docs_docker_lines_use_the_kits_files():
                      f"--monitoring_config_file=/config/{MONITORING_FILE}", "--enable_batching"):
             assert flag in run
     assert "--xla_cpu_compilation_enabled=true" in runs[1] and "--gpus all" in runs[2]
+
+
+def test_merged_config_keeps_other_models_and_their_policies(tmp_path):
+    (tmp_path / MODELS_FILE).write_text(
+        'model_config_list { config { name: "mrpc" base_path: "/models/mrpc" model_platform: "tensorflow"\n'
+        '  model_version_policy { specific { versions: 1 versions: 2 } }\n'
+        '  version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } }\n'
+        'config { name: "sst2" base_path: "/old/sst2" model_platform: "tensorflow"\n'
+        '  version_labels { key: "stable" value: 3 } } }\n')
+    (tmp_path / BATCHING_FILE).write_text("max_batch_size { value: 16 }\nnum_batch_threads { value: 3 }\n")
+    config, batching = merged_config(str(tmp_path), "sst2", "/models/sst2", {"batch_timeout_micros": 500})
+    write_files(str(tmp_path), config, batching)
+    mrpc, sst2 = read_model_config(str(tmp_path / MODELS_FILE))
+    assert (mrpc.base_path, mrpc.policy, mrpc.labels) == (
+        "/models/mrpc", VersionPolicy("specific", versions=(1, 2)), (("canary", 2), ("stable", 1)))
+    assert (sst2.base_path, sst2.labels) == ("/models/sst2", (("stable", 3),))
+    assert (batching.max_batch_size, batching.num_batch_threads, batching.batch_timeout_micros,
+            batching.max_enqueued_batches) == (16, 3, 500, 10)  # 10: TF Serving's default
+    config, _ = merged_config(str(tmp_path), "imdb", "/models/imdb")
+    assert [model.name for model in config.model_config_list.config] == ["mrpc", "sst2", "imdb"]
+
+
+def test_merged_config_refuses_before_writing(tmp_path):
+    with pytest.raises(ConfigError, match="Expected model a to have an absolute path"):
+        merged_config(str(tmp_path), "a", "models/a")
+    (tmp_path / MODELS_FILE).write_text('model_config_list { config { name: "x" } }\n')
+    with pytest.raises(ConfigError, match="model x has no base_path"):
+        merged_config(str(tmp_path), "a", "/models/a")
+    (tmp_path / MODELS_FILE).unlink()
+    (tmp_path / BATCHING_FILE).write_text("max_batch_size: 16\n")
+    with pytest.raises(ConfigError, match="not a valid tensorflow.serving.BatchingParameters"):
+        merged_config(str(tmp_path), "a", "/models/a")
+    with pytest.raises(ValueError, match="num_batch_threads must be >= 1"):
+        merged_config(str(tmp_path / "new"), "a", "/models/a", {"num_batch_threads": 0})
+    assert sorted(os.listdir(tmp_path)) == [BATCHING_FILE]
+
+
+def test_cli_export_puts_the_model_into_the_kits_files_and_serve_answers(tmp_path, capsys):
+    from powerbert_cli.main import main
+    from tests.test_export import TINY_N, tiny_classifier
+    from training.config import resolve_config
+    from training.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.start(resolve_config("sst2", "quick", max_length=TINY_N))
+    os.makedirs(run.step_dir("finetune"))
+    tiny_classifier(retention=None).save(run.model_path("finetune"))
+    models, config = tmp_path / "models", tmp_path / "config"
+    argv = ["export", str(run.path), "--serving-config", str(config)]
+    assert main(argv + ["--base", str(models / "sst2"), "--serving-base-path", str(models / "sst2"),
+                        "--max-batch-size", "8", "--num-batch-threads", "1"]) == 0
+    assert "model sst2 (base path" in capsys.readouterr().out
+    assert main(argv + ["--base", str(models / "canary"), "--serving-base-path", str(models / "canary")]) == 0
+    assert [(spec.name, spec.base_path) for spec in read_model_config(str(config / MODELS_FILE))] == [
+        ("sst2", str(models / "sst2")), ("canary", str(models / "canary"))]
+    # Without --serving-base-path the entry is for the container layout of docs/deploy.md.
+    assert main(argv + ["--base", str(models / "sst2")]) == 0
+    assert read_model_config(str(config / MODELS_FILE))[0].base_path == "/models/sst2"
+    assert sorted(os.listdir(models / "sst2")) == ["1", "2"]
+
+    # A relative base path is refused before anything is exported.
+    assert main(argv + ["--base", str(models / "sst2"), "--serving-base-path", "models/sst2"]) == 2
+    assert "Expected model sst2 to have an absolute path" in capsys.readouterr().err
+    assert main(["export", str(run.path), "--base", str(models / "sst2"), "--num-batch-threads", "2"]) == 2
+    assert "--num-batch-threads is for the deployment kit: add --serving-config DIR" in capsys.readouterr().err
+    assert sorted(os.listdir(models / "sst2")) == ["1", "2"]
+
+    config, batching = merged_config(str(config), "sst2", str(models / "sst2"))
+    write_files(str(tmp_path / "config"), config, batching)
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    options = options_from_args(parser.parse_args(
+        ["serve", "--model_config_file", str(tmp_path / "config" / MODELS_FILE), "--enable_batching",
+         "--batching_parameters_file", str(tmp_path / "config" / BATCHING_FILE)]))
+    assert (options.batching.max_batch_size, options.batching.num_batch_threads) == (8, 1)
+    ids = [2, 5, 7, 3] + [0] * (TINY_N - 4)  # [CLS] good movie [SEP], padded
+    instance = {"input_ids": ids, "attention_mask": [int(i > 0) for i in ids], "token_type_ids": [0] * TINY_N}
+    with ServerThread(build_app(None, options)) as url:
+        answers = {name: client_for(url, name).predict(instances=[instance]) for name in ("sst2", "canary")}
+        status = client_for(url, "sst2").status()["model_version_status"]
+    assert [(s["version"], s["state"]) for s in status] == [("2", "AVAILABLE")]
+    assert answers["sst2"] == answers["canary"] and answers["sst2"]["predictions"][0]["label"] in (0, 1)

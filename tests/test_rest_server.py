@@ -19,10 +19,11 @@ import tensorflow_text  # noqa: F401  (ops of the classify_text signature)
 
 from serving.batching import BatchingParameters, BatchScheduler
 from serving.client import ErrorResponse, PredictClient
+from serving.config_protos import read_batching_parameters
 from serving.errors import UNAVAILABLE
 from serving.errors import ServingError
 from serving.rest_server import ServerThread, ServingOptions, add_serve_parser, build_app, \
-    options_from_args, read_batching_parameters
+    options_from_args
 from tests.conftest import random_inputs
 from tests.serving_fixtures import TINY_N, WORDS, export_tiny
 
