@@ -2,8 +2,10 @@
 # Issue 15: training speed and dev accuracy of float32, bfloat16 and float16 (Keras' mixed
 # policies, `--mixed-precision`) on SST-2. Each round fine-tunes MiniLM-L6 once per precision, one
 # after the other (interleaved: load from other jobs on the shared cores falls on all three alike),
-# from the same start on the same seeded 9,600 sentences: about 300 steps of 32 (length-bucketed
-# batches, so a few short ones more) in chunks of 50.
+# from the same start on the same 9,600 sentences of a round: about 300 steps of 32 (length-bucketed
+# batches, so a few short ones more) in chunks of 50. Round r uses seed r-1 for all three (subset,
+# shuffle, dropout, head), so accuracy is compared over 3 seeds (mean +- std) and each round's
+# speed on the same batches.
 # Speed is steps per second of training alone: each chunk's `train_seconds` in the run's
 # progress.json (its dev evaluation and checkpoint saves left out), the first chunk also left out
 # (it traces the train step). Accuracy: the full dev set after the last step, and at the best
@@ -23,7 +25,8 @@ for round in $(seq 1 "$rounds"); do
     flag=""
     [ "$precision" = float32 ] || flag="--mixed-precision $precision"
     # shellcheck disable=SC2086  # the arguments are word lists
-    python -m powerbert_cli train $task_args $flag --step finetune --quiet --out "$work/$precision-round$round"
+    python -m powerbert_cli train $task_args $flag --seed $((round - 1)) --step finetune --quiet \
+      --out "$work/$precision-round$round"
   done
 done
 mkdir -p "$out"
@@ -51,20 +54,33 @@ for round_ in range(1, rounds + 1):
         rows.append({"round": round_, "precision": precision, "run": run, "timed_steps": steps,
                      "train_seconds": round(seconds, 2), "steps_per_second": round(steps / seconds, 3),
                      "dev_last": progress["history"][-1]["dev"]["primary"], "dev_best": done["dev"]["primary"]})
+def mean_std(values):
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return round(mean, 4), round(std, 4)
+
+
 summary = {}
 for precision in precisions:
     mine = [row for row in rows if row["precision"] == precision]
     speeds = [row["steps_per_second"] for row in mine]
+    # speed against float32 of the same round: the rounds ran at different times, the precisions of a round back to back
+    ratios = [row["steps_per_second"] / next(r["steps_per_second"] for r in rows
+                                             if r["round"] == row["round"] and r["precision"] == precisions[0])
+              for row in mine]
     summary[precision] = {"steps_per_second_mean": round(sum(speeds) / len(speeds), 3),
                           "steps_per_second_min": min(speeds), "steps_per_second_max": max(speeds),
-                          "dev_last_mean": round(sum(r["dev_last"] for r in mine) / len(mine), 4),
-                          "dev_best_mean": round(sum(r["dev_best"] for r in mine) / len(mine), 4)}
+                          f"speed_vs_{precisions[0]}_per_round": [round(r, 3) for r in ratios],
+                          "dev_last_mean_std": mean_std([r["dev_last"] for r in mine]),
+                          "dev_best_mean_std": mean_std([r["dev_best"] for r in mine])}
 machine = {"cpus": os.cpu_count(), "tensorflow": tf.__version__,
            "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16", "f16c"})}
 with open(target, "w") as f:
     json.dump({"machine": machine, "summary": summary, "runs": rows}, f, indent=2)
 print(f"wrote {target}")
 for precision, s in summary.items():
-    print(f"{precision:9s} {s['steps_per_second_mean']:7.3f} steps/s  dev {s['dev_last_mean']:.4f} "
-          f"(best {s['dev_best_mean']:.4f})")
+    ratios = s[f"speed_vs_{precisions[0]}_per_round"]
+    print(f"{precision:9s} {s['steps_per_second_mean']:7.3f} steps/s ({min(ratios):.2f}-{max(ratios):.2f}x)  "
+          f"dev {s['dev_last_mean_std'][0]:.4f} +- {s['dev_last_mean_std'][1]:.4f} "
+          f"(best {s['dev_best_mean_std'][0]:.4f} +- {s['dev_best_mean_std'][1]:.4f})")
 PY
