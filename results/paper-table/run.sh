@@ -25,8 +25,9 @@ declare -A budget=(
 )
 tasks="cola rte mrpc stsb qnli mnli sst2 qqp race imdb"
 runs=()
-for task in $tasks; do
-  for seed in 0 1 2; do
+# Seed by seed, so every task has a first row (a partial table) long before all 30 runs are done.
+for seed in 0 1 2; do
+  for task in $tasks; do
     run="$work/$task-seed$seed"
     # shellcheck disable=SC2086  # the budgets are word lists
     python -m powerbert_cli train --task "$task" --out "$run" $common ${budget[$task]} --seed "$seed"
