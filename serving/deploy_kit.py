@@ -22,7 +22,7 @@ import os
 from serving.batching import BatchingParameters
 from serving.config_protos import BATCHING_FIELDS, BatchingParametersProto, ConfigError, ModelServerConfig, \
     MonitoringConfig, read_batching_parameters, read_text_proto, to_text
-from serving.model_config import PLATFORM, read_model_config
+from serving.model_config import PLATFORM, model_specs, read_model_config
 
 MODELS_FILE = "models.config"
 BATCHING_FILE = "batching_parameters.txt"
@@ -61,21 +61,19 @@ def merged_config(directory, name, base_path, batching=None):
 
     Raises:
         ConfigError: the `models.config` or `batching_parameters.txt` already in `directory` is one
-            TF Serving would refuse, or `base_path` is not absolute; ValueError: a name a REST URL
-            cannot hold.
+            TF Serving would refuse, or the new entry is (a relative `base_path`); ValueError: a
+            name a REST URL cannot hold.
     """
     _check_name(name)
     models_path, batching_path = os.path.join(directory, MODELS_FILE), os.path.join(directory, BATCHING_FILE)
-    if not os.path.isabs(str(base_path)):
-        raise ConfigError(f"{models_path}: Expected model {name} to have an absolute path or URI; "
-                          f"got base_path()={base_path}")
     config = ModelServerConfig()
     if os.path.exists(models_path):
-        read_model_config(models_path)  # refuses a file TF Serving would refuse, naming the problem
         config = read_text_proto(models_path, ModelServerConfig)
+        model_specs(config, models_path)  # before the merge: a custom config would be lost to it
     entries = config.model_config_list.config
     entry = next((model for model in entries if model.name == name), None) or entries.add(name=name)
     entry.base_path, entry.model_platform = str(base_path), PLATFORM
+    model_specs(config, models_path)  # the new entry, by the server's own rules (an absolute base path)
     fields = read_batching_parameters(batching_path) if os.path.exists(batching_path) else {}
     return config, BatchingParameters(**{**fields, **(batching or {})})
 

@@ -64,7 +64,16 @@ def read_model_config(path):
     Raises:
         ConfigError: "<path>: <problem>" for a file TF Serving would refuse (see the module doc).
     """
-    config = read_text_proto(path, ModelServerConfig)
+    return model_specs(read_text_proto(path, ModelServerConfig), path)
+
+
+def model_specs(config, path):
+    """The `ModelSpec`s of a `ModelServerConfig` message, or None for an empty one.
+
+    Raises:
+        ConfigError: "<path>: <problem>" for a config TF Serving would refuse (`path`: the file the
+            config is from or is for).
+    """
     which = config.WhichOneof("config")
     if which is None:
         return None
