@@ -13,11 +13,12 @@ from training.data import task_for_data
 from training.tasks import get_task
 
 
-def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, settings=None, spec=None):
+def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, settings=None, spec=None,
+              retention=(90, 60, 30)):
     """A finished run directory as the pipeline leaves it (the files the table reads)."""
     path.mkdir(parents=True)
     summary = {
-        "task": task, "metric": "accuracy", "max_length": 128, "retention": [90, 60, 30],
+        "task": task, "metric": "accuracy", "max_length": 128, "retention": list(retention),
         "flop_ratio": flop, "settings": {"seed": seed, "epochs": 2, "search_epochs": 1, "retrain_epochs": 1,
                                          "lr_bert": 3e-5, **(settings or {})},
         "baseline": {"primary": base}, "power_bert": {"primary": power},
@@ -51,8 +52,9 @@ def mnli_spec(tmp_path):
 
 
 def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
-    runs = [write_run(tmp_path / f"sst2-{s}", "sst2", s, b, p, flop=f)
-            for s, (b, p, f) in enumerate([(0.90, 0.89, 3.0), (0.88, 0.88, 3.2), (0.86, 0.84, 3.4)])]
+    runs = [write_run(tmp_path / f"sst2-{s}", "sst2", s, b, p, flop=f, retention=r)
+            for s, (b, p, f, r) in enumerate([(0.90, 0.89, 3.0, (40, 20, 9)), (0.88, 0.88, 3.2, (44, 21, 9)),
+                                              (0.86, 0.84, 3.4, (39, 22, 12))])]
     runs += [write_run(tmp_path / f"mnli-{s}", "mnli", s, b, p, mismatched=mm, spec=mnli_spec)
              for s, (b, p, mm) in enumerate([(0.80, 0.78, (0.79, 0.75)), (0.82, 0.80, (0.81, 0.79))])]
     table = build_paper_table(runs, [write_bench(tmp_path / "b-sst2", "sst2", 2.5, 1.7)])
@@ -64,6 +66,8 @@ def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
     losses = [1.0, 0.0, 2.0]  # points
     assert sst2["loss_points"] == pytest.approx((1.0, math.sqrt(sum((x - 1.0) ** 2 for x in losses) / 2)))
     assert sst2["flop_bound"] == pytest.approx((3.2, 0.2))
+    assert sst2["retention"] == [41, 21, 10]  # per layer: 123/3, 63/3, 30/3
+    assert sst2["retention_per_seed"] == [[40, 20, 9], [44, 21, 9], [39, 22, 12]]
     assert (sst2["speedup"]["padded"], sst2["speedup"]["dynamic"]) == (2.5, 1.7)
     assert sst2["paper"] == {"bert": 93.0, "power_bert": 92.1, "loss_points": 0.9, "speedup": 2.4}
     assert rows["mnli-mm"]["baseline"] == pytest.approx((0.80, math.sqrt(2) * 0.01))
@@ -71,7 +75,7 @@ def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
     assert rows["mnli-m"]["paper"]["speedup"] == 2.6 and rows["mnli-mm"]["paper"]["speedup"] == 2.1
     assert rows["mnli-m"]["speedup"] is None  # no report given
     text = format_paper_table(table)
-    assert "| sst2 | accuracy | 3 | 88.00 +- 2.00 |" in text and "| 2.50x | 1.70x | 0.9 | 2.40x |" in text
+    assert "| sst2 | accuracy | 3 | 88.00 +- 2.00 |" in text and "| 41,21,10 | 3.20 +- 0.20x | 2.50x | 1.70x | 0.9 | 2.40x |" in text
     assert "**protocol differs from the paper's**: train is a seeded 70% of the dev file dev_matched_3col.tsv" in text
     assert "dev_mismatched 70" in text
 
