@@ -12,6 +12,7 @@ task's notes say what data and budget its runs used and where the protocol diffe
 import json
 import os
 
+from benchmarks.report import find_report_json
 from benchmarks.settings import BenchError
 from training.run_dir import RunDir
 from training.seed_summary import differing_settings, mean_std
@@ -35,7 +36,8 @@ def build_paper_table(run_dirs, bench_reports=(), batch_size=TABLE_BATCH):
 
     Args:
         run_dirs: `powerbert train --out` directories whose three steps finished.
-        bench_reports: paths of `benchmark.json` files (or their directories), at most one per task.
+        bench_reports: `powerbert bench --out` directories or their `benchmark-<task>.json` files,
+            at most one per task.
 
     Returns:
         {"rows": [...], "notes": {task: text}} in `ROW_ORDER`.
@@ -108,12 +110,12 @@ def _speedups(paths, batch_size):
     """{task: {"padded": x, "dynamic": x, "runtime": ..., "report": path}} from bench reports."""
     found = {}
     for path in paths:
-        file = os.path.join(path, "benchmark.json") if os.path.isdir(path) else path
         try:
+            file = find_report_json(path) if os.path.isdir(path) else path
             with open(file) as f:
                 report = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
-            raise BenchError(f"cannot read the benchmark report {file}: {err}") from None
+            raise BenchError(f"cannot read the benchmark report {path}: {err}") from None
         task = report["task"]
         if task in found:
             raise BenchError(f"two benchmark reports of {task}: {found[task]['report']} and {file}")

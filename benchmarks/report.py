@@ -21,6 +21,20 @@ def report_paths(out_dir, task, quick=False):
     return {"md": stem + ".md", "json": stem + ".json", "png": stem + ".png"}
 
 
+def find_report_json(directory):
+    """The one full (not `--quick`) report's JSON in a `powerbert bench --out` directory.
+
+    Raises:
+        FileNotFoundError: none there, or several (name the file instead).
+    """
+    found = sorted(name for name in os.listdir(directory)
+                   if name.startswith("benchmark-") and name.endswith(".json") and not name.endswith("-quick.json"))
+    if len(found) != 1:
+        what = "no benchmark-<task>.json" if not found else f"several reports ({', '.join(found)}); give one file"
+        raise FileNotFoundError(f"{directory} has {what}")
+    return os.path.join(directory, found[0])
+
+
 def write_report(report, out_dir):
     """Write the three files; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)

@@ -59,7 +59,7 @@ def add_analyze_parser(commands):
     table.add_argument("--runs", nargs="+", required=True, metavar="RUN",
                        help="finished run directories (all seeds of all tasks)")
     table.add_argument("--bench", nargs="*", default=[], metavar="REPORT",
-                       help="`powerbert bench` output directories or benchmark.json files, one per task")
+                       help="`powerbert bench --out` directories or their benchmark-<task>.json files, one per task")
     table.add_argument("--batch-size", type=int, default=32, help="the benchmark rows' batch size")
     table.add_argument("--out", required=True, help="directory for paper-table.md and paper-table.json")
     return analyze

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from benchmarks.paper_table import build_paper_table, format_paper_table
+from benchmarks.report import report_paths
 from benchmarks.settings import BenchError
 from powerbert_cli.main import main
 from training.data import task_for_data
@@ -39,7 +40,8 @@ def write_bench(path, task, padded, dynamic, batch=32):
             {"variant": "power-dynamic:saved_model", "batch_size": batch, "speedup": {"1": 9.9, "2": dynamic}},
             {"variant": "power:saved_model", "batch_size": 1, "speedup": {"1": 7.7}}]
     path.mkdir(parents=True)
-    (path / "benchmark.json").write_text(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch]}))
+    with open(report_paths(str(path), task)["json"], "w") as f:  # where `powerbert bench` writes it
+        f.write(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch]}))
     return str(path)
 
 
@@ -98,6 +100,13 @@ def test_errors(tmp_path):
         build_paper_table([str(tmp_path / "unfinished")])
     with pytest.raises(BenchError, match=r"has no rows at batch 32 \(its batch sizes: \[1, 8\]\)"):
         build_paper_table([a], [write_bench(tmp_path / "b8", "rte", 2.0, 1.5, batch=8)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BenchError, match=r"empty has no benchmark-<task>.json"):
+        build_paper_table([a], [str(tmp_path / "empty")])
+    two = write_bench(tmp_path / "two", "rte", 2.0, 1.5)
+    (tmp_path / "two" / "benchmark-mrpc.json").write_text("{}")
+    with pytest.raises(BenchError, match=r"several reports \(benchmark-mrpc.json, benchmark-rte.json\); give one file"):
+        build_paper_table([a], [two])
 
 
 def test_cli_writes_the_table(tmp_path, capsys):
