@@ -14,6 +14,7 @@ import os
 
 from benchmarks.report import find_report_json
 from benchmarks.settings import BenchError
+from training.config import TrainConfig, differences_from_paper
 from training.run_dir import RunDir
 from training.seed_summary import differing_settings, mean_std
 
@@ -145,10 +146,11 @@ def _budget_note(summary, task_spec):
         source, carved, fraction, seed = task_spec.carved_split
         parts.append(f"**protocol differs from the paper's**: {carved} is a seeded {fraction:.0%} of the "
                      f"{source} file {dict(task_spec.files)[source]} (seed {seed}), {source} the rest")
-    changed = summary.get("differs_from_paper") or {}
+    # From the settings rather than the summary's own list, so records of every age read alike.
+    changed = differences_from_paper(TrainConfig.from_dict(s), task_spec)
     if changed:
-        parts.append("differs from Table 1: " + ", ".join(f"{k}={v['used']} (paper {v['paper']})"
-                                                          for k, v in sorted(changed.items())))
+        parts.append("differs from the paper's setup: " + ", ".join(
+            f"{k}={v['used']} (paper {'none' if v['paper'] is None else v['paper']})" for k, v in sorted(changed.items())))
     return "; ".join(parts)
 
 

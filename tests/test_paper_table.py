@@ -11,6 +11,7 @@ from benchmarks.report import report_paths
 from benchmarks.settings import BenchError
 from powerbert_cli.main import main
 from training.data import task_for_data
+from training.config import differences_from_paper, resolve_config
 from training.tasks import get_task
 
 
@@ -20,11 +21,11 @@ def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, setti
     path.mkdir(parents=True)
     summary = {
         "task": task, "metric": "accuracy", "max_length": 128, "retention": list(retention),
-        "flop_ratio": flop, "settings": {"seed": seed, "epochs": 2, "search_epochs": 1, "retrain_epochs": 1,
-                                         "lr_bert": 3e-5, **(settings or {})},
+        "flop_ratio": flop, "settings": resolve_config(spec or task, epochs=2, search_epochs=1, retrain_epochs=1,
+                                                       seed=seed, **(settings or {})).to_dict(),
         "baseline": {"primary": base}, "power_bert": {"primary": power},
         "train_examples": {"finetune": 100, "search": 100, "retrain": 100}, "dev_examples": 50,
-        "checkpoints_chosen_on": "dev (the reported set)", "differs_from_paper": {"epochs": {"paper": 3, "used": 2}},
+        "checkpoints_chosen_on": "dev (the reported set)",
     }
     if mismatched is not None:
         summary["other_dev"] = {"dev_mismatched": {"baseline": {"primary": mismatched[0]},
@@ -80,6 +81,8 @@ def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
     assert "| sst2 | accuracy | 3 | 88.00 +- 2.00 |" in text and "| 41,21,10 | 3.20 +- 0.20x | 2.50x | 1.70x | 0.9 | 2.40x |" in text
     assert "**protocol differs from the paper's**: train is a seeded 70% of the dev file dev_matched_3col.tsv" in text
     assert "dev_mismatched 70" in text
+    # Each step's epochs against the paper's 3; the learning rates are Table 1's, so not listed.
+    assert "differs from the paper's setup: epochs=2 (paper 3), retrain_epochs=1 (paper 3), search_epochs=1 (paper 3)." in text
 
 
 def test_one_seed_is_shown_without_a_std(tmp_path):
@@ -115,3 +118,13 @@ def test_cli_writes_the_table(tmp_path, capsys):
     written = (tmp_path / "out" / "paper-table.md").read_text()
     assert "Made by `powerbert" in written and "| rte | accuracy | 2 | 60.50 +- 0.71 |" in written
     assert json.loads((tmp_path / "out" / "paper-table.json").read_text())["rows"][0]["row"] == "rte"
+
+
+def test_differences_from_paper_compare_the_epochs_each_step_ran():
+    assert differences_from_paper(resolve_config("cola")) == {}
+    assert differences_from_paper(resolve_config("cola", search_epochs=3)) == {}  # the paper's 3, said explicitly
+    fewer = {"paper": 3, "used": 2}
+    assert differences_from_paper(resolve_config("cola", epochs=2)) == {
+        "epochs": fewer, "search_epochs": fewer, "retrain_epochs": fewer}
+    assert differences_from_paper(resolve_config("cola", search_epochs=1, selection_holdout=0.1)) == {
+        "search_epochs": {"paper": 3, "used": 1}, "selection_holdout": {"paper": None, "used": 0.1}}

@@ -163,7 +163,10 @@ def differences_from_paper(config: TrainConfig, task=None):
 
     `task`: the `TaskSpec` for a user task (default: `config.task` by name).
     """
-    paper = resolve_config(task or config.task, "paper").to_dict()
-    used = config.to_dict()
+    paper_config = resolve_config(task or config.task, "paper")
+    paper, used = paper_config.to_dict(), config.to_dict()
+    # An unset step epoch count means "as many as fine-tuning"; compare the counts each step ran.
+    for step in ("search", "retrain"):
+        paper[f"{step}_epochs"], used[f"{step}_epochs"] = paper_config.epochs_for(step), config.epochs_for(step)
     return {k: {"paper": paper[k], "used": used[k]} for k in sorted(used)
             if k not in _NOT_SETUP and used[k] != paper[k]}
