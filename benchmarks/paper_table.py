@@ -123,7 +123,7 @@ def _speedups(paths, batch_size):
         rows = {row["variant"]: row for row in report["rows"] if row["batch_size"] == batch_size}
         if not rows:
             raise BenchError(f"{file} has no rows at batch {batch_size} (its batch sizes: {report['batch_sizes']})")
-        entry = {"report": file, "runtime": {}}
+        entry = {"report": file, "run": report.get("run"), "runtime": {}}
         for batching, candidates in _POWER_VARIANTS.items():
             variant = next((v for v in candidates if v in rows), None)
             entry[batching] = rows[variant]["speedup"].get(_REFERENCE[batching]) if variant else None
@@ -172,6 +172,11 @@ def format_paper_table(table):
             f"{ratio(speed.get('padded'))} | {ratio(speed.get('dynamic'))} | "
             f"{'-' if paper is None else format(paper['loss_points'], '.1f')} | "
             f"{'-' if paper is None else ratio(paper['speedup'])} |")
+    measured = [f"{r['row']} on {os.path.basename(os.path.normpath(r['speedup']['run'] or '?'))} "
+                f"({r['speedup']['report']})" for r in table["rows"] if r["speedup"] and not r["row"].endswith("-mm")]
+    if measured:
+        lines += ["", "Speed-ups are each task's `powerbert bench` report, on one of its runs (that run's "
+                  "retention, not the seed mean): " + "; ".join(measured) + "."]
     lines += ["", "Data and budget per task:", ""]
     lines += [f"- **{task}**: {note}." for task, note in table["notes"].items()]
     return "\n".join(lines)

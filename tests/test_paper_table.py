@@ -42,7 +42,7 @@ def write_bench(path, task, padded, dynamic, batch=32):
             {"variant": "power:saved_model", "batch_size": 1, "speedup": {"1": 7.7}}]
     path.mkdir(parents=True)
     with open(report_paths(str(path), task)["json"], "w") as f:  # where `powerbert bench` writes it
-        f.write(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch]}))
+        f.write(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch], "run": f"runs/{task}-seed1"}))
     return str(path)
 
 
@@ -81,6 +81,7 @@ def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
     assert "| sst2 | accuracy | 3 | 88.00 +- 2.00 |" in text and "| 41,21,10 | 3.20 +- 0.20x | 2.50x | 1.70x | 0.9 | 2.40x |" in text
     assert "**protocol differs from the paper's**: train is a seeded 70% of the dev file dev_matched_3col.tsv" in text
     assert "dev_mismatched 70" in text
+    assert f"on one of its runs (that run's retention, not the seed mean): sst2 on sst2-seed1 ({tmp_path}/b-sst2/benchmark-sst2.json)." in text
     # Each step's epochs against the paper's 3; the learning rates are Table 1's, so not listed.
     assert "differs from the paper's setup: epochs=2 (paper 3), retrain_epochs=1 (paper 3), search_epochs=1 (paper 3)." in text
 
