@@ -3,8 +3,9 @@ benchmark reports.
 
 One row per task (MNLI twice: matched and mismatched, as the paper): BERT's and PoWER-BERT's dev
 metric (mean +- std over the seeds given; one seed is shown as such), the loss in points, the
-searched retention (word vectors kept per layer, mean over the seeds), its FLOP bound, and the speed-up measured by `powerbert bench` at batch 32
-against BERT padded to N and against BERT in length-sorted dynamic batches; beside it the paper's
+searched retention (word vectors kept per layer, mean over the seeds), its FLOP bound, and the
+speed-up measured by `powerbert bench` at batch 32 against BERT padded to N and against BERT in
+length-sorted dynamic batches; beside it the paper's
 loss and speed-up (BERT-base, GLUE test, K80 GPU, batch 128: compare patterns, not numbers). Each
 task's notes say what data and budget its runs used and where the protocol differs from the paper.
 """
@@ -134,11 +135,11 @@ def _speedups(paths, batch_size):
 
 def _budget_note(summary, task_spec):
     """What the task's runs trained on, and how that departs from the paper's protocol."""
-    s = summary["settings"]
+    config = TrainConfig.from_dict(summary["settings"])
     train = summary["train_examples"]
     parts = [f"N={summary['max_length']}",
              f"train examples fine-tune/search/re-train {train['finetune']}/{train['search']}/{train['retrain']}",
-             f"epochs {s['epochs']}/{s.get('search_epochs') or s['epochs']}/{s.get('retrain_epochs') or s['epochs']}",
+             "epochs " + "/".join(str(config.epochs_for(step)) for step in ("finetune", "search", "retrain")),
              f"dev {summary['dev_examples']} examples" + "".join(
                  f", {split} {n}" for split, n in (summary.get("other_dev_examples") or {}).items()),
              f"checkpoints chosen on {summary['checkpoints_chosen_on']}"]
@@ -147,7 +148,7 @@ def _budget_note(summary, task_spec):
         parts.append(f"**protocol differs from the paper's**: {carved} is a seeded {fraction:.0%} of the "
                      f"{source} file {dict(task_spec.files)[source]} (seed {seed}), {source} the rest")
     # From the settings rather than the summary's own list, so records of every age read alike.
-    changed = differences_from_paper(TrainConfig.from_dict(s), task_spec)
+    changed = differences_from_paper(config, task_spec)
     if changed:
         parts.append("differs from the paper's setup: " + ", ".join(
             f"{k}={v['used']} (paper {'none' if v['paper'] is None else v['paper']})" for k, v in sorted(changed.items())))

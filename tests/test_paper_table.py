@@ -10,8 +10,8 @@ from benchmarks.paper_table import build_paper_table, format_paper_table
 from benchmarks.report import report_paths
 from benchmarks.settings import BenchError
 from powerbert_cli.main import main
-from training.data import task_for_data
 from training.config import differences_from_paper, resolve_config
+from training.data import task_for_data
 from training.tasks import get_task
 
 
