@@ -3,6 +3,9 @@ benchmark report's batch-32 rows, the protocol note of a made-up split, and its 
 
 import json
 import math
+import pathlib
+import shutil
+import subprocess
 
 import pytest
 
@@ -129,3 +132,15 @@ def test_differences_from_paper_compare_the_epochs_each_step_ran():
         "epochs": fewer, "search_epochs": fewer, "retrain_epochs": fewer}
     assert differences_from_paper(resolve_config("cola", search_epochs=1, selection_holdout=0.1)) == {
         "search_epochs": {"paper": 3, "used": 1}, "selection_holdout": {"paper": None, "used": 0.1}}
+
+
+def test_run_records_are_not_gitignored():
+    """run.sh keeps each finished run's record in results/paper-table/runs/; the machines keep no run
+    directory between sessions, so an ignored record is a lost run (five were, to a `runs/` rule)."""
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    record = "results/paper-table/runs/cola-seed0/summary.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", record], cwd=repo).returncode
+    assert ignored == 1, f"{record} is gitignored"
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/cola-seed0/summary.json"], cwd=repo).returncode == 0
