@@ -145,7 +145,9 @@ def test_removed_heads_equal_zeroed_heads():
     assert pruned.encoder.attention_heads == (2, 3, 1)
     masks = [tf.constant([1.0 if h in k else 0.0 for h in range(4)]) for k in kept]
     zeroed = model.head(model.encoder(x, head_mask=masks)["pooled_output"])
-    np.testing.assert_allclose(pruned(x).numpy(), zeroed.numpy(), atol=1e-6)
+    # Narrower matmuls sum in another order than masked full ones: float32 rounding reaches 1e-6,
+    # a wrong head moves the logits by 1e-2 and more.
+    np.testing.assert_allclose(pruned(x).numpy(), zeroed.numpy(), atol=1e-5)
     assert np.abs(pruned(x).numpy() - model(x).numpy()).max() > 1e-2  # the removed heads mattered
     # The removed heads' weights are gone: 3 of 12 heads' query/key/value/output rows.
     size = NO_DROPOUT.hidden_size // NO_DROPOUT.num_attention_heads
@@ -155,7 +157,7 @@ def test_removed_heads_equal_zeroed_heads():
     again = prune_heads(pruned, [[0], [1], [0]])
     masks = [tf.constant(m) for m in ([1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0])]
     np.testing.assert_allclose(again(x).numpy(), model.head(model.encoder(x, head_mask=masks)["pooled_output"]).numpy(),
-                               atol=1e-6)
+                               atol=1e-5)
     with pytest.raises(ValueError, match="at least one"):
         prune_heads(model, [[0], [], [1]])
 
