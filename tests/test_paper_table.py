@@ -144,3 +144,38 @@ def test_run_records_are_not_gitignored():
     ignored = subprocess.run(["git", "check-ignore", "-q", record], cwd=repo).returncode
     assert ignored == 1, f"{record} is gitignored"
     assert subprocess.run(["git", "check-ignore", "-q", "runs/cola-seed0/summary.json"], cwd=repo).returncode == 0
+
+
+def test_run_script_skips_recorded_runs_and_runs_the_tasks_asked_for(tmp_path):
+    """run.sh with a stand-in `python` that logs each call and leaves the files the real one would:
+    a recorded run is not trained again, TASKS picks the tasks and their order, each task is
+    benchmarked once, and every finished run's record lands in OUT/runs/."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    script = pathlib.Path(__file__).resolve().parents[1] / "results" / "paper-table" / "run.sh"
+    stub = tmp_path / "bin" / "python"
+    stub.parent.mkdir()
+    stub.write_text(
+        '#!/usr/bin/env bash\n'
+        'echo "$3 $*" >> "$CALLS"\n'
+        'args=("$@"); for i in "${!args[@]}"; do [ "${args[$i]}" = --out ] && out=${args[$((i+1))]}; '
+        '[ "${args[$i]}" = --task ] && task=${args[$((i+1))]}; [ "${args[$i]}" = --run ] && task=$(basename "${args[$((i+1))]}"); done\n'
+        'case $3 in\n'
+        '  train) mkdir -p "$out"; for f in summary task retention; do echo "{}" > "$out/$f.json"; done ;;\n'
+        '  bench) mkdir -p "$out"; echo "{}" > "$out/benchmark-${task%-seed*}.json" ;;\n'
+        'esac\n')
+    stub.chmod(0o755)
+    out = tmp_path / "out"
+    (out / "runs" / "mrpc-seed0").mkdir(parents=True)
+    (out / "runs" / "mrpc-seed0" / "summary.json").write_text("{}")
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), "TASKS": "rte mrpc"}
+    subprocess.run(["bash", str(script), str(tmp_path / "work"), str(out)], env=env, check=True)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    trained = [c.split("--out ")[1].split()[0] for c in calls if c.startswith("train")]
+    assert trained == [str(tmp_path / "work" / n) for n in
+                       ("rte-seed0", "rte-seed1", "mrpc-seed1", "rte-seed2", "mrpc-seed2")]
+    assert [c.split("--out ")[1].split()[0] for c in calls if c.startswith("bench")] == [
+        str(out / "bench-rte"), str(out / "bench-mrpc")]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        f"{t}-seed{s}" for t in ("mrpc", "rte") for s in range(3)]
+    assert sum(c.startswith("analyze") for c in calls) == 5

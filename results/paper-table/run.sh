@@ -17,7 +17,8 @@
 # of its runs that finishes where no report exists yet, and the table is rebuilt after every run, so
 # a partial table is always there: `powerbert analyze paper-table --runs OUT/runs/* --bench
 # OUT/bench-* --out OUT`.
-# Usage: results/paper-table/run.sh WORK OUT   (POWERBERT_DATA_DIR set; WORK holds the run directories)
+# Usage: [TASKS="task ..."] results/paper-table/run.sh WORK OUT   (POWERBERT_DATA_DIR set; WORK holds
+# the run directories)
 set -euo pipefail
 work=$1
 out=${2:-results/paper-table}
@@ -35,8 +36,9 @@ declare -A budget=(
   [race]="--max-length 256 --lr-bert 3e-5 --lr-soft-extract 1e-2 --batch-size 8 --epochs 2 --search-epochs 1 --retrain-epochs 1 --train-subset 2000 --search-subset 2000 --retrain-subset 2000 --dev-subset 1000 --checkpoint-every 250"
 )
 # Tasks with no record yet come first: the first five seed-0 records were lost (a .gitignore rule
-# matched OUT/runs/), so they are re-run after every task has one.
-tasks="mnli sst2 qqp race imdb cola rte mrpc stsb qnli"
+# matched OUT/runs/), so they are re-run after every task has one. TASKS="cola mrpc" picks tasks
+# (and their order), e.g. to fit what is left of a session.
+tasks=${TASKS:-"mnli sst2 qqp race imdb cola rte mrpc stsb qnli"}
 record="$out/runs"
 # Seed by seed, so every task has a first row long before all 30 runs are done.
 for seed in 0 1 2; do
