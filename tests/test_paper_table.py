@@ -179,3 +179,6 @@ def test_run_script_skips_recorded_runs_and_runs_the_tasks_asked_for(tmp_path):
     assert sorted(p.name for p in (out / "runs").iterdir()) == [
         f"{t}-seed{s}" for t in ("mrpc", "rte") for s in range(3)]
     assert sum(c.startswith("analyze") for c in calls) == 5
+    typo = subprocess.run(["bash", str(script), str(tmp_path / "work"), str(out)], capture_output=True, text=True,
+                          env={**env, "TASKS": "rte mprc"})
+    assert typo.returncode == 2 and "no budget for task 'mprc'" in typo.stderr

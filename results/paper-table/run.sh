@@ -39,6 +39,9 @@ declare -A budget=(
 # matched OUT/runs/), so they are re-run after every task has one. TASKS="cola mrpc" picks tasks
 # (and their order), e.g. to fit what is left of a session.
 tasks=${TASKS:-"mnli sst2 qqp race imdb cola rte mrpc stsb qnli"}
+for task in $tasks; do
+  [ -n "${budget[$task]+set}" ] || { echo "run.sh: no budget for task '$task' (tasks: ${!budget[*]})" >&2; exit 2; }
+done
 record="$out/runs"
 # Seed by seed, so every task has a first row long before all 30 runs are done.
 for seed in 0 1 2; do
