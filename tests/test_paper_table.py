@@ -159,10 +159,10 @@ def test_run_script_skips_recorded_runs_and_runs_the_tasks_asked_for(tmp_path):
         '#!/usr/bin/env bash\n'
         'echo "$3 $*" >> "$CALLS"\n'
         'args=("$@"); for i in "${!args[@]}"; do [ "${args[$i]}" = --out ] && out=${args[$((i+1))]}; '
-        '[ "${args[$i]}" = --task ] && task=${args[$((i+1))]}; [ "${args[$i]}" = --run ] && task=$(basename "${args[$((i+1))]}"); done\n'
+        '[ "${args[$i]}" = --run ] && run=$(basename "${args[$((i+1))]}"); done\n'
         'case $3 in\n'
         '  train) mkdir -p "$out"; for f in summary task retention; do echo "{}" > "$out/$f.json"; done ;;\n'
-        '  bench) mkdir -p "$out"; echo "{}" > "$out/benchmark-${task%-seed*}.json" ;;\n'
+        '  bench) mkdir -p "$out"; echo "{}" > "$out/benchmark-${run%-seed*}.json" ;;\n'
         'esac\n')
     stub.chmod(0o755)
     out = tmp_path / "out"
@@ -171,11 +171,13 @@ def test_run_script_skips_recorded_runs_and_runs_the_tasks_asked_for(tmp_path):
     env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), "TASKS": "rte mrpc"}
     subprocess.run(["bash", str(script), str(tmp_path / "work"), str(out)], env=env, check=True)
     calls = (tmp_path / "calls").read_text().splitlines()
-    trained = [c.split("--out ")[1].split()[0] for c in calls if c.startswith("train")]
-    assert trained == [str(tmp_path / "work" / n) for n in
-                       ("rte-seed0", "rte-seed1", "mrpc-seed1", "rte-seed2", "mrpc-seed2")]
-    assert [c.split("--out ")[1].split()[0] for c in calls if c.startswith("bench")] == [
-        str(out / "bench-rte"), str(out / "bench-mrpc")]
+
+    def outs(command):
+        return [c.split("--out ")[1].split()[0] for c in calls if c.startswith(command)]
+
+    assert outs("train") == [str(tmp_path / "work" / n) for n in
+                             ("rte-seed0", "rte-seed1", "mrpc-seed1", "rte-seed2", "mrpc-seed2")]
+    assert outs("bench") == [str(out / "bench-rte"), str(out / "bench-mrpc")]
     assert sorted(p.name for p in (out / "runs").iterdir()) == [
         f"{t}-seed{s}" for t in ("mrpc", "rte") for s in range(3)]
     assert sum(c.startswith("analyze") for c in calls) == 5
