@@ -63,9 +63,15 @@ def build_paper_table(run_dirs, bench_reports=(), batch_size=TABLE_BATCH):
         notes[task] = _budget_note(summaries[0], runs[0][1])
         splits = [("dev", task)] + [(split, f"{task}-{'mm' if split == 'dev_mismatched' else split}")
                                     for split in runs[0][1].other_dev_splits]
+        speedup = speedups.get(task)
+        if speedup is not None:
+            # A re-run of a seed may search a (slightly) different configuration than the run a
+            # report measured; its speed-ups then belong to no record in the table.
+            speedup = {**speedup, "matches_a_record": speedup["retention"] is None
+                       or speedup["retention"] in [s["retention"] for s in summaries]}
         for split, row_name in splits:
             name = "mnli-m" if task == "mnli" and split == "dev" else row_name
-            rows.append(_row(name, task, split, summaries, speedups.get(task)))
+            rows.append(_row(name, task, split, summaries, speedup))
     order = {name: i for i, name in enumerate(ROW_ORDER)}
     rows.sort(key=lambda r: (order.get(r["row"], len(order)), r["row"]))
     return {"rows": rows, "notes": notes, "batch_size": batch_size}
@@ -124,7 +130,7 @@ def _speedups(paths, batch_size):
         rows = {row["variant"]: row for row in report["rows"] if row["batch_size"] == batch_size}
         if not rows:
             raise BenchError(f"{file} has no rows at batch {batch_size} (its batch sizes: {report['batch_sizes']})")
-        entry = {"report": file, "run": report.get("run"), "runtime": {}}
+        entry = {"report": file, "run": report.get("run"), "retention": report.get("retention"), "runtime": {}}
         for batching, candidates in _POWER_VARIANTS.items():
             variant = next((v for v in candidates if v in rows), None)
             entry[batching] = rows[variant]["speedup"].get(_REFERENCE[batching]) if variant else None
@@ -161,6 +167,7 @@ def format_paper_table(table):
                                    else f"{scale * pair[0]:.2f} +- {scale * pair[1]:.2f}")
     ratio = lambda x: "-" if x is None else f"{x:.2f}x"
     b = table["batch_size"]
+    unmatched = lambda speed: "\\*" if speed and not speed["matches_a_record"] else ""
     lines = [f"| task | metric | seeds | BERT | PoWER-BERT | loss (points) | retention (seed mean) | FLOP bound | "
              f"speed-up vs padded (b{b}) | vs dynamic (b{b}) | paper: loss | paper: speed-up |",
              "|" + "---|" * 12]
@@ -170,11 +177,18 @@ def format_paper_table(table):
         lines.append(
             f"| {r['row']} | {r['metric']} | {len(r['seeds'])} | {pct(r['baseline'])} | {pct(r['power_bert'])} | "
             f"{pct(r['loss_points'], 1)} | {','.join(map(str, r['retention']))} | {pct(r['flop_bound'], 1)}x | "
-            f"{ratio(speed.get('padded'))} | {ratio(speed.get('dynamic'))} | "
+            f"{ratio(speed.get('padded'))}{unmatched(speed)} | {ratio(speed.get('dynamic'))}{unmatched(speed)} | "
             f"{'-' if paper is None else format(paper['loss_points'], '.1f')} | "
             f"{'-' if paper is None else ratio(paper['speedup'])} |")
-    measured = [f"{r['row']} on {os.path.basename(os.path.normpath(r['speedup']['run'] or '?'))} "
-                f"({r['speedup']['report']})" for r in table["rows"] if r["speedup"] and not r["row"].endswith("-mm")]
+    def measured_on(speed):
+        run = os.path.basename(os.path.normpath(speed["run"] or "?"))
+        if speed["matches_a_record"]:
+            return f"on {run} ({speed['report']})"
+        return (f"\\* on an earlier run named {run}, retention {','.join(map(str, speed['retention']))}, which no "
+                f"record here has: re-run `powerbert bench` on a recorded run ({speed['report']})")
+
+    measured = [f"{r['row']} {measured_on(r['speedup'])}" for r in table["rows"]
+                if r["speedup"] and not r["row"].endswith("-mm")]
     if measured:
         lines += ["", "Speed-ups are each task's `powerbert bench` report, on one of its runs (that run's "
                   "retention, not the seed mean): " + "; ".join(measured) + "."]

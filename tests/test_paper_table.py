@@ -6,6 +6,7 @@ import math
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -39,13 +40,14 @@ def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, setti
     return str(path)
 
 
-def write_bench(path, task, padded, dynamic, batch=32):
+def write_bench(path, task, padded, dynamic, batch=32, retention=(90, 60, 30)):
     rows = [{"variant": "power:saved_model", "batch_size": batch, "speedup": {"1": padded, "2": 9.9}},
             {"variant": "power-dynamic:saved_model", "batch_size": batch, "speedup": {"1": 9.9, "2": dynamic}},
             {"variant": "power:saved_model", "batch_size": 1, "speedup": {"1": 7.7}}]
     path.mkdir(parents=True)
     with open(report_paths(str(path), task)["json"], "w") as f:  # where `powerbert bench` writes it
-        f.write(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch], "run": f"runs/{task}-seed1"}))
+        f.write(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch], "run": f"runs/{task}-seed1",
+                            "retention": list(retention)}))
     return str(path)
 
 
@@ -63,7 +65,7 @@ def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
                                               (0.86, 0.84, 3.4, (39, 22, 12))])]
     runs += [write_run(tmp_path / f"mnli-{s}", "mnli", s, b, p, mismatched=mm, spec=mnli_spec)
              for s, (b, p, mm) in enumerate([(0.80, 0.78, (0.79, 0.75)), (0.82, 0.80, (0.81, 0.79))])]
-    table = build_paper_table(runs, [write_bench(tmp_path / "b-sst2", "sst2", 2.5, 1.7)])
+    table = build_paper_table(runs, [write_bench(tmp_path / "b-sst2", "sst2", 2.5, 1.7, retention=(44, 21, 9))])
     rows = {r["row"]: r for r in table["rows"]}
     assert [r["row"] for r in table["rows"]] == ["sst2", "mnli-m", "mnli-mm"]  # the paper's order
     sst2 = rows["sst2"]
@@ -87,6 +89,21 @@ def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
     assert f"on one of its runs (that run's retention, not the seed mean): sst2 on sst2-seed1 ({tmp_path}/b-sst2/benchmark-sst2.json)." in text
     # Each step's epochs against the paper's 3; the learning rates are Table 1's, so not listed.
     assert "differs from the paper's setup: epochs=2 (paper 3), retrain_epochs=1 (paper 3), search_epochs=1 (paper 3)." in text
+
+
+def test_a_report_of_a_run_no_record_has_is_marked(tmp_path):
+    """A seed re-run whose search kept one vector more than the benchmarked run's: the speed-ups are
+    still shown (the nearest measurement there is) but marked, and the note names the retention."""
+    runs = [write_run(tmp_path / "qnli-seed0", "qnli", 0, 0.80, 0.79, retention=(108, 93, 1))]
+    stale = build_paper_table(runs, [write_bench(tmp_path / "stale", "qnli", 1.9, 1.2, retention=(109, 93, 1))])
+    (row,) = stale["rows"]
+    assert row["speedup"]["matches_a_record"] is False
+    text = format_paper_table(stale)
+    assert "| 1.90x\\* | 1.20x\\* |" in text
+    assert "qnli \\* on an earlier run named qnli-seed1, retention 109,93,1, which no record here has" in text
+    fresh = build_paper_table(runs, [write_bench(tmp_path / "fresh", "qnli", 1.9, 1.2, retention=(108, 93, 1))])
+    assert fresh["rows"][0]["speedup"]["matches_a_record"] is True
+    assert "| 1.90x | 1.20x |" in format_paper_table(fresh) and "earlier run" not in format_paper_table(fresh)
 
 
 def test_one_seed_is_shown_without_a_std(tmp_path):
@@ -149,7 +166,8 @@ def test_run_records_are_not_gitignored():
 def test_run_script_skips_recorded_runs_and_runs_the_tasks_asked_for(tmp_path):
     """run.sh with a stand-in `python` that logs each call and leaves the files the real one would:
     a recorded run is not trained again, TASKS picks the tasks and their order, each task is
-    benchmarked once, and every finished run's record lands in OUT/runs/."""
+    benchmarked once (again if its report measured a run no record has), and every finished run's
+    record lands in OUT/runs/."""
     if shutil.which("bash") is None:
         pytest.skip("no bash")
     script = pathlib.Path(__file__).resolve().parents[1] / "results" / "paper-table" / "run.sh"
@@ -157,18 +175,24 @@ def test_run_script_skips_recorded_runs_and_runs_the_tasks_asked_for(tmp_path):
     stub.parent.mkdir()
     stub.write_text(
         '#!/usr/bin/env bash\n'
+        '[ "$1" = -c ] && exec "$REAL_PYTHON" "$@"\n'
         'echo "$3 $*" >> "$CALLS"\n'
         'args=("$@"); for i in "${!args[@]}"; do [ "${args[$i]}" = --out ] && out=${args[$((i+1))]}; '
         '[ "${args[$i]}" = --run ] && run=$(basename "${args[$((i+1))]}"); done\n'
         'case $3 in\n'
-        '  train) mkdir -p "$out"; for f in summary task retention; do echo "{}" > "$out/$f.json"; done ;;\n'
-        '  bench) mkdir -p "$out"; echo "{}" > "$out/benchmark-${run%-seed*}.json" ;;\n'
+        '  train) mkdir -p "$out"; for f in task retention; do echo "{}" > "$out/$f.json"; done\n'
+        '         echo \'{"retention": [3, 1]}\' > "$out/summary.json" ;;\n'
+        '  bench) mkdir -p "$out"; echo \'{"retention": [3, 1]}\' > "$out/benchmark-${run%-seed*}.json" ;;\n'
         'esac\n')
     stub.chmod(0o755)
     out = tmp_path / "out"
     (out / "runs" / "mrpc-seed0").mkdir(parents=True)
     (out / "runs" / "mrpc-seed0" / "summary.json").write_text("{}")
-    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), "TASKS": "rte mrpc"}
+    # RTE's report measured an earlier run (retention 4,1) that no record has: benchmarked again.
+    (out / "bench-rte").mkdir()
+    (out / "bench-rte" / "benchmark-rte.json").write_text('{"retention": [4, 1]}')
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), "TASKS": "rte mrpc",
+           "REAL_PYTHON": sys.executable}
     subprocess.run(["bash", str(script), str(tmp_path / "work"), str(out)], env=env, check=True)
     calls = (tmp_path / "calls").read_text().splitlines()
 
