@@ -43,12 +43,14 @@ for task in $tasks; do
   [ -n "${budget[$task]+set}" ] || { echo "run.sh: no budget for task '$task' (tasks: ${!budget[*]})" >&2; exit 2; }
 done
 record="$out/runs"
-# A re-run of a seed can search another configuration than the run its task's report measured: the
-# report is kept only while some record has its retention (exit 0), else the task is benchmarked again.
-measured_a_record='import glob, json, sys
-report = json.load(open(sys.argv[1])).get("retention")
-records = [json.load(open(f)).get("retention") for f in glob.glob(sys.argv[2])]
-sys.exit(report is not None and report not in records)'
+table() { python -m powerbert_cli analyze paper-table --runs "$record"/* --bench "$out"/bench-* --out "$out" > /dev/null; }
+# The table decides whether a task's report measured one of its records (a re-run of a seed can search
+# another configuration than the run the report measured): a row without a current report (exit 1)
+# sends the task to the benchmark.
+has_current_report='import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+sys.exit(not any(r["task"] == sys.argv[2] and (r["speedup"] or {}).get("matches_a_record") for r in rows))'
+shopt -s nullglob
 # Seed by seed, so every task has a first row long before all 30 runs are done.
 for seed in 0 1 2; do
   for task in $tasks; do
@@ -58,12 +60,11 @@ for seed in 0 1 2; do
     python -m powerbert_cli train --task "$task" --out "$work/$name" $common ${budget[$task]} --seed "$seed"
     mkdir -p "$record/$name"
     cp "$work/$name"/{summary.json,task.json,retention.json} "$record/$name/"
-    bench="$out/bench-$task"
-    report="$bench/benchmark-$task.json"
-    if [ ! -f "$report" ] || ! python -c "$measured_a_record" "$report" "$record/$task-seed*/summary.json"; then
-      python -m powerbert_cli bench --run "$work/$name" --out "$bench" --batch-sizes 32 --subset 1000 \
+    table
+    if ! python -c "$has_current_report" "$out/paper-table.json" "$task"; then
+      python -m powerbert_cli bench --run "$work/$name" --out "$out/bench-$task" --batch-sizes 32 --subset 1000 \
         --variants bert-padded:saved_model,bert-dynamic:saved_model,power:saved_model,power-dynamic:saved_model
+      table
     fi
-    python -m powerbert_cli analyze paper-table --runs "$record"/* --bench "$out"/bench-* --out "$out" > /dev/null
   done
 done
