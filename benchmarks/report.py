@@ -179,29 +179,37 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def plot_points(report):
+    """(variant, runtime, ms per example, metric in %) at `plot_batch`, for variants that were scored.
+
+    The y value is the task's own metric (`report["metric"]`: F1, MCC, Spearman, accuracy), which a
+    regression task has where it has no accuracy."""
+    batch = plot_batch(report)
+    return [(r["variant"], r["runtime"], r["ms_per_example"], 100 * r["metric"]) for r in report["rows"]
+            if r["batch_size"] == batch and r.get("metric") is not None]
+
+
 def plot_accuracy_vs_time(report, path):
-    """Dev accuracy against milliseconds per example, one point per variant, at `plot_batch`."""
+    """The task's dev metric against milliseconds per example, one point per variant, at `plot_batch`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     batch = plot_batch(report)
-    rows = [r for r in report["rows"] if r["batch_size"] == batch and r["accuracy"] is not None]
     colors = {"bert-padded": "tab:blue", "bert-dynamic": "tab:cyan", "power": "tab:red",
               "power-dynamic": "tab:olive", "power-la-dynamic": "tab:green", "peer-ort-padded": "black",
               "peer-ort-dynamic": "black", "peer-ort-int8-dynamic": "dimgray", "peer-hf-dynamic": "tab:brown"}
     markers = {"saved_model": "o", "keras": "^", "xla": "*", "onnx": "s", "tflite": "D", "tflite_int8": "d",
                "ort_optimized": "P", "ort_int8": "X", "torch_eager": "v"}
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    for r in rows:
-        group = r["variant"].split(":")[0]
-        ax.scatter(r["ms_per_example"], 100 * r["accuracy"], color=colors.get(group, "gray"),
-                   marker=markers.get(r["runtime"], "x"), s=60, alpha=0.85, label=r["variant"])
+    for variant, runtime, ms, value in plot_points(report):
+        ax.scatter(ms, value, color=colors.get(variant.split(":")[0], "gray"),
+                   marker=markers.get(runtime, "x"), s=60, alpha=0.85, label=variant)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel(f"milliseconds per example (median pass / examples, batch {batch})")
-    ax.set_ylabel(f"{report['split']} accuracy (%)")
-    ax.set_title(f"{report['task']}: accuracy vs inference time ({report['n_examples']} sentences, "
+    ax.set_ylabel(f"{report['split']} {report['metric']} (%)")
+    ax.set_title(f"{report['task']}: {report['metric']} vs inference time ({report['n_examples']} examples, "
                  f"{report['threads']['requested']} threads)")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -343,3 +343,19 @@ def test_sentence_pairs(tmp_path):
     dynamic = next(r for r in result["rows"] if r["variant"] == "bert-dynamic:keras")
     assert dynamic["accuracy"] == accuracy(model(inputs).numpy(), LABELS[:4])
     assert result["task"] == "mrpc" and result["paths"]["md"].endswith("benchmark-mrpc.md")
+
+
+def test_plot_shows_the_tasks_metric_where_a_regression_task_has_no_accuracy(tmp_path):
+    # STS-B's report plot was empty: it drew `accuracy`, which a regression task does not have.
+    from benchmarks.report import plot_accuracy_vs_time, plot_points
+
+    row = lambda variant, batch, ms, metric: {"variant": variant, "runtime": variant.split(":")[1],
+                                              "batch_size": batch, "ms_per_example": ms, "accuracy": None,
+                                              "metric": metric}
+    report = {"task": "stsb", "metric": "spearman", "split": "dev", "n_examples": 4, "batch_sizes": [8, 32],
+              "threads": {"requested": 2},
+              "rows": [row("bert-padded:saved_model", 32, 16.8, 0.8537), row("power:saved_model", 32, 7.6, 0.85),
+                       row("power:saved_model", 8, 9.0, 0.85), row("power:keras", 32, 8.0, None)]}
+    assert plot_points(report) == [("bert-padded:saved_model", "saved_model", 16.8, pytest.approx(85.37)),
+                                   ("power:saved_model", "saved_model", 7.6, pytest.approx(85.0))]
+    assert os.path.getsize(plot_accuracy_vs_time(report, str(tmp_path / "plot.png"))) > 0
