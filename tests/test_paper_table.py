@@ -213,12 +213,12 @@ def test_run_script_skips_recorded_runs_and_runs_the_tasks_asked_for(tmp_path):
         f"{t}-seed{s}" for t in ("mrpc", "rte") for s in range(3)]
     # After every run, and again after each benchmark.
     assert sum(c.startswith("analyze") for c in calls) == 7
-    # A seeded 1,000 dev examples are benchmarked, RACE's 400 (its dev subset; 4 options each).
+    # A seeded 1,000 dev examples are benchmarked, 200 of RACE's questions (4 options each).
     assert all(" --subset 1000 " in c for c in calls if c.startswith("bench"))
     subprocess.run(["bash", str(script), str(tmp_path / "work"), str(tmp_path / "race")],
                    env={**env, "TASKS": "race"}, check=True)
     race_bench = [c for c in (tmp_path / "calls").read_text().splitlines()[len(calls):] if c.startswith("bench")]
-    assert len(race_bench) == 1 and " --subset 400 " in race_bench[0]
+    assert len(race_bench) == 1 and " --subset 200 " in race_bench[0]
     typo = subprocess.run(["bash", str(script), str(tmp_path / "work"), str(out)], capture_output=True, text=True,
                           env={**env, "TASKS": "rte mprc"})
     assert typo.returncode == 2 and "no budget for task 'mprc'" in typo.stderr

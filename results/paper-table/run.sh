@@ -13,7 +13,7 @@
 # The machines here do not keep a run directory between sessions, so each finished run's record
 # (summary.json, task.json, retention.json: all the table reads) is copied into OUT/runs/TASK-seedS
 # and the script skips a run whose record is there; an interrupted run resumes from its checkpoints
-# while WORK survives. Each task is benchmarked (a seeded 1,000 dev examples, RACE 400; batch 32) on the first
+# while WORK survives. Each task is benchmarked (a seeded 1,000 dev examples, RACE 200 questions; batch 32) on the first
 # of its runs that finishes where no report of a recorded run exists, and the table is rebuilt
 # after every run, so a partial table is always there:
 # `powerbert analyze paper-table --runs OUT/runs/* --bench OUT/bench-* --out OUT`.
@@ -42,8 +42,10 @@ declare -A budget=(
 )
 # Dev examples benchmarked: a seeded 1,000 of every task but RACE, where 1,000 questions are 4,000
 # sequences of 256 tokens: at the 0.55 s a question measured for a MiniLM forward in a graph, BERT's two
-# variants alone would take an hour for their 3 passes. Its 400 match its dev subset.
-declare -A bench_subset=([race]=400)
+# variants alone would take an hour for their 3 passes, and the benchmark must fit the session that
+# trained the run (a step of RACE's fine-tune took 8.6-13 s on these noisy machines). 200 questions
+# are 800 sequences.
+declare -A bench_subset=([race]=200)
 # Tasks with no record yet come first: the first five seed-0 records were lost (a .gitignore rule
 # matched OUT/runs/), so they are re-run after every task has one. TASKS="cola mrpc" picks tasks
 # (and their order), e.g. to fit what is left of a session.
