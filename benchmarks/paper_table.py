@@ -60,7 +60,7 @@ def build_paper_table(run_dirs, bench_reports=(), batch_size=TABLE_BATCH):
     for task, runs in by_task.items():
         _check_same_settings(task, [s for s, _ in runs])
         summaries = [s for s, _ in runs]
-        notes[task] = _budget_note(summaries[0], runs[0][1])
+        notes[task] = _budget_note(summaries, runs[0][1])
         splits = [("dev", task)] + [(split, f"{task}-{'mm' if split == 'dev_mismatched' else split}")
                                     for split in runs[0][1].other_dev_splits]
         speedup = speedups.get(task)
@@ -139,8 +139,9 @@ def _speedups(paths, batch_size):
     return found
 
 
-def _budget_note(summary, task_spec):
+def _budget_note(summaries, task_spec):
     """What the task's runs trained on, and how that departs from the paper's protocol."""
+    summary = summaries[0]
     config = TrainConfig.from_dict(summary["settings"])
     train = summary["train_examples"]
     parts = [f"N={summary['max_length']}",
@@ -148,7 +149,8 @@ def _budget_note(summary, task_spec):
              "epochs " + "/".join(str(config.epochs_for(step)) for step in ("finetune", "search", "retrain")),
              f"dev {summary['dev_examples']} examples" + "".join(
                  f", {split} {n}" for split, n in (summary.get("other_dev_examples") or {}).items()),
-             f"checkpoints chosen on {summary['checkpoints_chosen_on']}"]
+             # Each seed's run holds out its own seeded share of the training data.
+             "checkpoints chosen on " + "; ".join(sorted({s["checkpoints_chosen_on"] for s in summaries}))]
     if task_spec.carved_split is not None:
         source, carved, fraction, seed = task_spec.carved_split
         parts.append(f"**protocol differs from the paper's**: {carved} is a seeded {fraction:.0%} of the "

@@ -20,7 +20,7 @@ from training.tasks import get_task
 
 
 def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, settings=None, spec=None,
-              retention=(90, 60, 30)):
+              retention=(90, 60, 30), held_out=None):
     """A finished run directory as the pipeline leaves it (the files the table reads)."""
     path.mkdir(parents=True)
     summary = {
@@ -29,7 +29,7 @@ def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, setti
                                                        seed=seed, **(settings or {})).to_dict(),
         "baseline": {"primary": base}, "power_bert": {"primary": power},
         "train_examples": {"finetune": 100, "search": 100, "retrain": 100}, "dev_examples": 50,
-        "checkpoints_chosen_on": "dev (the reported set)",
+        "checkpoints_chosen_on": held_out or "dev (the reported set)",
     }
     if mismatched is not None:
         summary["other_dev"] = {"dev_mismatched": {"baseline": {"primary": mismatched[0]},
@@ -104,6 +104,14 @@ def test_a_report_of_a_run_no_record_has_is_marked(tmp_path):
     fresh = build_paper_table(runs, [write_bench(tmp_path / "fresh", "qnli", 1.9, 1.2, retention=(108, 93, 1))])
     assert fresh["rows"][0]["speedup"]["matches_a_record"] is True
     assert "| 1.90x | 1.20x |" in format_paper_table(fresh) and "earlier run" not in format_paper_table(fresh)
+
+
+def test_the_note_names_the_held_out_set_of_every_seed(tmp_path):
+    runs = [write_run(tmp_path / f"cola-seed{s}", "cola", s, 0.27, 0.25,
+                      held_out=f"855 training examples held out (10%, seed {s})") for s in (1, 0)]
+    text = format_paper_table(build_paper_table(runs))
+    assert ("checkpoints chosen on 855 training examples held out (10%, seed 0); "
+            "855 training examples held out (10%, seed 1);") in text
 
 
 def test_one_seed_is_shown_without_a_std(tmp_path):
