@@ -17,7 +17,7 @@ from benchmarks.report import find_report_json
 from benchmarks.settings import BenchError
 from training.config import TrainConfig, differences_from_paper
 from training.run_dir import RunDir
-from training.seed_summary import differing_settings, mean_std
+from training.seed_summary import checkpoint_choices, differing_settings, mean_std
 
 # docs/METHOD.md, "Published results": (BERT-base, PoWER-BERT, speed-up) on GLUE test.
 PAPER_TABLE_2 = {
@@ -149,8 +149,7 @@ def _budget_note(summaries, task_spec):
              "epochs " + "/".join(str(config.epochs_for(step)) for step in ("finetune", "search", "retrain")),
              f"dev {summary['dev_examples']} examples" + "".join(
                  f", {split} {n}" for split, n in (summary.get("other_dev_examples") or {}).items()),
-             # Each seed's run holds out its own seeded share of the training data.
-             "checkpoints chosen on " + "; ".join(sorted({s["checkpoints_chosen_on"] for s in summaries}))]
+             "checkpoints chosen on " + "; ".join(checkpoint_choices(summaries))]
     if task_spec.carved_split is not None:
         source, carved, fraction, seed = task_spec.carved_split
         parts.append(f"**protocol differs from the paper's**: {carved} is a seeded {fraction:.0%} of the "

@@ -35,6 +35,12 @@ def differing_settings(summaries):
                    if other.get(k) != settings[0].get(k)})
 
 
+def checkpoint_choices(summaries):
+    """Where the runs chose their checkpoints, one entry per distinct set (each seed holds out its own
+    share of the training data), sorted; a run recorded before summaries said so chose on dev."""
+    return sorted({s.get("checkpoints_chosen_on", "dev") for s in summaries})
+
+
 def summarize_seeds(summaries):
     """Aggregate `summary.json` dicts of finished runs that differ only in their seed.
 
@@ -64,7 +70,7 @@ def summarize_seeds(summaries):
         "delta_points": mean_std([100 * (p - b) for p, b in zip(power, base)]),
         "flop_ratio": mean_std([s["flop_ratio"] for s in summaries]),
         "retentions": [s["retention"] for s in summaries],
-        "checkpoints_chosen_on": sorted({s.get("checkpoints_chosen_on", "dev") for s in summaries}),
+        "checkpoints_chosen_on": checkpoint_choices(summaries),
         "differs_from_paper": summaries[0].get("differs_from_paper"),
     }
 
