@@ -164,8 +164,10 @@ def _budget_note(summaries, task_spec):
 
 def format_paper_table(table):
     """The Markdown table and its notes."""
-    pct = lambda pair, scale=100: (f"{scale * pair[0]:.2f}" if pair[1] is None
-                                   else f"{scale * pair[0]:.2f} +- {scale * pair[1]:.2f}")
+    # Adding 0.0 turns the -0.0 that rounds a tiny float difference into 0.0, so equal means show no sign.
+    two = lambda x: f"{round(x, 2) + 0.0:.2f}"
+    pct = lambda pair, scale=100: (two(scale * pair[0]) if pair[1] is None
+                                   else f"{two(scale * pair[0])} +- {two(scale * pair[1])}")
     ratio = lambda x: "-" if x is None else f"{x:.2f}x"
     b = table["batch_size"]
     unmatched = lambda speed: "\\*" if speed and not speed["matches_a_record"] else ""

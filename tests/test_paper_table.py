@@ -121,6 +121,15 @@ def test_one_seed_is_shown_without_a_std(tmp_path):
     assert "| race | accuracy | 1 | 60.00 | 58.00 | 2.00 |" in format_paper_table(table)
 
 
+def test_equal_means_show_a_loss_of_zero_without_a_sign(tmp_path):
+    # RTE's seeds 0 and 1 (of 277 dev pairs): losses of +5 and -5 pairs, whose float mean is just below zero.
+    runs = [write_run(tmp_path / f"rte-seed{s}", "rte", s, base / 277, power / 277)
+            for s, base, power in ((0, 144, 139), (1, 141, 146))]
+    table = build_paper_table(runs)
+    assert -1e-12 < table["rows"][0]["loss_points"][0] < 0
+    assert "| 0.00 +- 2.55 |" in format_paper_table(table)
+
+
 def test_errors(tmp_path):
     a = write_run(tmp_path / "a", "rte", 0, 0.6, 0.6)
     with pytest.raises(BenchError, match=r"differ in more than the seed: lr_bert"):
