@@ -1,7 +1,9 @@
 """`powerbert analyze paper-table`: the paper's Table 2 for our runs, rebuilt from run directories and
 benchmark reports.
 
-One row per task (MNLI twice: matched and mismatched, as the paper): BERT's and PoWER-BERT's dev
+One row per task (MNLI twice: matched and mismatched, as the paper): the dev metric of a constant
+answer (the training split's most frequent label, read from the data: the floor a baseline must
+clear for its loss to mean anything), BERT's and PoWER-BERT's dev
 metric (mean +- std over the seeds given; one seed is shown as such), the loss in points, the
 searched retention (word vectors kept per layer, mean over the seeds), its FLOP bound, and the
 speed-up measured by `powerbert bench` at batch 32 against BERT padded to N and against BERT in
@@ -16,6 +18,9 @@ import os
 from benchmarks.report import find_report_json
 from benchmarks.settings import BenchError
 from training.config import TrainConfig, differences_from_paper
+from training.data import DataError, read_split
+from training.input_pipeline import subset_indices
+from training.metrics import constant_answer_metrics
 from training.run_dir import RunDir
 from training.seed_summary import checkpoint_choices, differing_settings, mean_std
 
@@ -33,13 +38,16 @@ _POWER_VARIANTS = {"padded": ("power:saved_model", "power:keras"),
 _REFERENCE = {"padded": "1", "dynamic": "2"}
 
 
-def build_paper_table(run_dirs, bench_reports=(), batch_size=TABLE_BATCH):
+def build_paper_table(run_dirs, bench_reports=(), batch_size=TABLE_BATCH, data_dir=None):
     """The table's rows from finished runs (any tasks, any seeds) and `powerbert bench` reports.
 
     Args:
         run_dirs: `powerbert train --out` directories whose three steps finished.
         bench_reports: `powerbert bench --out` directories or their `benchmark-<task>.json` files,
             at most one per task.
+        data_dir: the data the runs read (default `$POWERBERT_DATA_DIR`), for the constant
+            answer; a task whose data is missing or differs from its runs' gets none, and its note
+            says why.
 
     Returns:
         {"rows": [...], "notes": {task: text}} in `ROW_ORDER`.
@@ -61,6 +69,10 @@ def build_paper_table(run_dirs, bench_reports=(), batch_size=TABLE_BATCH):
         _check_same_settings(task, [s for s, _ in runs])
         summaries = [s for s, _ in runs]
         notes[task] = _budget_note(summaries, runs[0][1])
+        constant = _constant_answers(summaries, runs[0][1], data_dir)
+        if isinstance(constant, str):
+            notes[task] += f"; no constant answer: {constant}"
+            constant = {}
         splits = [("dev", task)] + [(split, f"{task}-{'mm' if split == 'dev_mismatched' else split}")
                                     for split in runs[0][1].other_dev_splits]
         speedup = speedups.get(task)
@@ -71,13 +83,13 @@ def build_paper_table(run_dirs, bench_reports=(), batch_size=TABLE_BATCH):
                        or speedup["retention"] in [s["retention"] for s in summaries]}
         for split, row_name in splits:
             name = "mnli-m" if task == "mnli" and split == "dev" else row_name
-            rows.append(_row(name, task, split, summaries, speedup))
+            rows.append(_row(name, task, split, summaries, speedup, constant.get(split)))
     order = {name: i for i, name in enumerate(ROW_ORDER)}
     rows.sort(key=lambda r: (order.get(r["row"], len(order)), r["row"]))
     return {"rows": rows, "notes": notes, "batch_size": batch_size}
 
 
-def _row(name, task, split, summaries, speedup):
+def _row(name, task, split, summaries, speedup, constant):
     def values(key):
         if split == "dev":
             return [s[key]["primary"] for s in summaries]
@@ -88,6 +100,7 @@ def _row(name, task, split, summaries, speedup):
     return {
         "row": name, "task": task, "split": split, "metric": summaries[0]["metric"],
         "seeds": [s["settings"]["seed"] for s in summaries],
+        "constant_answer": None if constant is None else _spread(constant),
         "baseline": _spread(base), "power_bert": _spread(power),
         "loss_points": _spread([100 * (b - p) for b, p in zip(base, power)]),
         # Each seed's search finds its own configuration; the row shows their mean per layer.
@@ -103,6 +116,28 @@ def _row(name, task, split, summaries, speedup):
 def _spread(values):
     """(mean, std or None for one value)."""
     return (float(values[0]), None) if len(values) == 1 else mean_std(values)
+
+
+def _constant_answers(summaries, task_spec, data_dir):
+    """{dev split: the constant answer's primary metric on each seed's dev examples} (a seed's
+    `dev_subset` draw is the pipeline's), or why it cannot be computed."""
+    try:
+        train = read_split(task_spec, "train", data_dir).labels
+        scores = {}
+        for split in ("dev",) + tuple(task_spec.other_dev_splits):
+            labels = read_split(task_spec, split, data_dir).labels
+            scores[split] = []
+            for summary in summaries:
+                config = TrainConfig.from_dict(summary["settings"])
+                dev = labels[subset_indices(len(labels), config.dev_subset, config.seed)]
+                evaluated = summary["dev_examples"] if split == "dev" else summary["other_dev_examples"][split]
+                if len(dev) != evaluated:
+                    return (f"the data directory's {split} split gives {len(dev)} examples, the seed "
+                            f"{config.seed} run evaluated {evaluated} (other data than the runs read)")
+                scores[split].append(constant_answer_metrics(task_spec, train, dev)["primary"])
+    except DataError as err:
+        return str(err)
+    return scores
 
 
 def _check_same_settings(task, summaries):
@@ -171,14 +206,15 @@ def format_paper_table(table):
     ratio = lambda x: "-" if x is None else f"{x:.2f}x"
     b = table["batch_size"]
     unmatched = lambda speed: "\\*" if speed and not speed["matches_a_record"] else ""
-    lines = [f"| task | metric | seeds | BERT | PoWER-BERT | loss (points) | retention (seed mean) | FLOP bound | "
-             f"speed-up vs padded (b{b}) | vs dynamic (b{b}) | paper: loss | paper: speed-up |",
-             "|" + "---|" * 12]
+    lines = [f"| task | metric | seeds | constant answer | BERT | PoWER-BERT | loss (points) | retention (seed mean) | "
+             f"FLOP bound | speed-up vs padded (b{b}) | vs dynamic (b{b}) | paper: loss | paper: speed-up |",
+             "|" + "---|" * 13]
     for r in table["rows"]:
         paper = r["paper"]
         speed = r["speedup"] or {}
         lines.append(
-            f"| {r['row']} | {r['metric']} | {len(r['seeds'])} | {pct(r['baseline'])} | {pct(r['power_bert'])} | "
+            f"| {r['row']} | {r['metric']} | {len(r['seeds'])} | "
+            f"{'-' if r['constant_answer'] is None else pct(r['constant_answer'])} | {pct(r['baseline'])} | {pct(r['power_bert'])} | "
             f"{pct(r['loss_points'], 1)} | {','.join(map(str, r['retention']))} | {pct(r['flop_bound'], 1)}x | "
             f"{ratio(speed.get('padded'))}{unmatched(speed)} | {ratio(speed.get('dynamic'))}{unmatched(speed)} | "
             f"{'-' if paper is None else format(paper['loss_points'], '.1f')} | "
@@ -195,7 +231,10 @@ def format_paper_table(table):
     if measured:
         lines += ["", "Speed-ups are each task's `powerbert bench` report, on one of its runs (that run's "
                   "retention, not the seed mean): " + "; ".join(measured) + "."]
-    lines += ["", "Data and budget per task:", ""]
+    lines += ["", "The constant answer is the dev metric of always answering the training split's most frequent "
+              "label (regression: its mean score; every correlation of a constant is 0): a BERT at this "
+              "score learned nothing from its task, and PoWER-BERT's loss and speed-up on it measure no "
+              "elimination cost.", "", "Data and budget per task:", ""]
     lines += [f"- **{task}**: {note}." for task, note in table["notes"].items()]
     return "\n".join(lines)
 

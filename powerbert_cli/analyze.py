@@ -50,7 +50,8 @@ def add_analyze_parser(commands):
     pareto.add_argument("--out", required=True, help="directory for pareto.json, pareto.md and pareto.png")
     table = analyses.add_parser(
         "paper-table", help="the paper's Table 2 for finished runs of any tasks (results/paper-table.md)",
-        description="One row per task of the given runs (MNLI: matched and mismatched): BERT and "
+        description="One row per task of the given runs (MNLI: matched and mismatched): the dev metric "
+                    "of always answering the training split's most frequent label (read from --data-dir), BERT and "
                     "PoWER-BERT dev metric as mean +- std over the runs' seeds, loss, retention, FLOP "
                     "bound and, from `powerbert bench` reports, the speed-up at the batch size against "
                     "BERT padded to N and in dynamic batches; beside the paper's loss and speed-up. Writes "
@@ -62,6 +63,8 @@ def add_analyze_parser(commands):
                        help="`powerbert bench --out` directories or their benchmark-<task>.json files, one per task")
     table.add_argument("--batch-size", type=int, default=32, help="the benchmark rows' batch size")
     table.add_argument("--out", required=True, help="directory for paper-table.md and paper-table.json")
+    table.add_argument("--data-dir", default=None,
+                       help="the data the runs read, for each task's constant answer (default: $POWERBERT_DATA_DIR)")
     return analyze
 
 
@@ -115,7 +118,7 @@ def _paper_table(args):
 
     from benchmarks.paper_table import build_paper_table, format_paper_table, write_paper_table
 
-    table = build_paper_table(args.runs, args.bench, batch_size=args.batch_size)
+    table = build_paper_table(args.runs, args.bench, batch_size=args.batch_size, data_dir=args.data_dir)
     print(format_paper_table(table))
     md, js = write_paper_table(table, args.out, " ".join(["powerbert"] + sys.argv[1:]))
     print(f"wrote {md} and {js}")

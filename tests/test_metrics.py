@@ -86,3 +86,20 @@ def test_multiclass_user_task_uses_macro_f1(tmp_path):
 def test_bad_inputs(task, y_true, y_pred, message):
     with pytest.raises(ValueError, match=message):
         compute_metrics(task, y_true, y_pred)
+
+
+def test_constant_answer_is_the_most_frequent_training_label():
+    # RTE's dev set has 146 "entailment" (id 0) of 277; train's majority is entailment.
+    rte = metrics.constant_answer_metrics("rte", [0, 0, 1], [0] * 146 + [1] * 131)
+    assert rte["primary"] == pytest.approx(146 / 277)
+    # MRPC answering "equivalent" (id 1) on 3 of 4 positives: precision 3/4, recall 1, F1 6/7.
+    assert metrics.constant_answer_metrics("mrpc", [1, 1, 0], [1, 1, 1, 0])["f1"] == pytest.approx(6 / 7)
+    # A tie goes to the smaller id: answering 0 on a dev set of one 0 and three 1s.
+    assert metrics.constant_answer_metrics("sst2", [0, 1], [0, 1, 1, 1])["accuracy"] == pytest.approx(1 / 4)
+    assert metrics.constant_answer_metrics("cola", [1, 1, 0], [1, 0, 1])["matthews_corrcoef"] == 0.0
+    assert metrics.constant_answer_metrics("stsb", [1.0, 2.0], [0.0, 3.0, 4.0])["spearman"] == 0.0
+    assert metrics.constant_answer_metrics("race", [2, 2, 1, 3], [0, 1, 2, 2])["accuracy"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no training labels"):
+        metrics.constant_answer_metrics("rte", [], [0, 1])
+    with pytest.raises(ValueError, match="train_labels"):
+        metrics.constant_answer_metrics("rte", [0, 2], [0, 1])

@@ -1,5 +1,6 @@
 """`powerbert analyze paper-table`: seeds averaged by hand, MNLI's two rows, speed-ups read from the
-benchmark report's batch-32 rows, the protocol note of a made-up split, and its errors."""
+benchmark report's batch-32 rows, the protocol note of a made-up split, the constant answer counted
+by hand on fixture files, and its errors."""
 
 import json
 import math
@@ -8,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from benchmarks.paper_table import build_paper_table, format_paper_table
@@ -15,12 +17,12 @@ from benchmarks.report import report_paths
 from benchmarks.settings import BenchError
 from powerbert_cli.main import main
 from training.config import differences_from_paper, resolve_config
-from training.data import task_for_data
+from training.data import ENV_VAR, task_for_data
 from training.tasks import get_task
 
 
 def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, settings=None, spec=None,
-              retention=(90, 60, 30), held_out=None):
+              retention=(90, 60, 30), held_out=None, dev_examples=50):
     """A finished run directory as the pipeline leaves it (the files the table reads)."""
     path.mkdir(parents=True)
     summary = {
@@ -28,7 +30,7 @@ def write_run(path, task, seed, base, power, *, mismatched=None, flop=2.0, setti
         "flop_ratio": flop, "settings": resolve_config(spec or task, epochs=2, search_epochs=1, retrain_epochs=1,
                                                        seed=seed, **(settings or {})).to_dict(),
         "baseline": {"primary": base}, "power_bert": {"primary": power},
-        "train_examples": {"finetune": 100, "search": 100, "retrain": 100}, "dev_examples": 50,
+        "train_examples": {"finetune": 100, "search": 100, "retrain": 100}, "dev_examples": dev_examples,
         "checkpoints_chosen_on": held_out or "dev (the reported set)",
     }
     if mismatched is not None:
@@ -49,6 +51,12 @@ def write_bench(path, task, padded, dynamic, batch=32, retention=(90, 60, 30)):
         f.write(json.dumps({"task": task, "rows": rows, "batch_sizes": [1, batch], "run": f"runs/{task}-seed1",
                             "retention": list(retention)}))
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def no_data_dir(monkeypatch):
+    """The made-up runs have no data behind them unless a test gives `data_dir`."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
 
 
 @pytest.fixture
@@ -83,12 +91,13 @@ def test_rows_average_seeds_and_read_batch_32(tmp_path, mnli_spec):
     assert rows["mnli-m"]["paper"]["speedup"] == 2.6 and rows["mnli-mm"]["paper"]["speedup"] == 2.1
     assert rows["mnli-m"]["speedup"] is None  # no report given
     text = format_paper_table(table)
-    assert "| sst2 | accuracy | 3 | 88.00 +- 2.00 |" in text and "| 41,21,10 | 3.20 +- 0.20x | 2.50x | 1.70x | 0.9 | 2.40x |" in text
+    assert "| sst2 | accuracy | 3 | - | 88.00 +- 2.00 |" in text and "| 41,21,10 | 3.20 +- 0.20x | 2.50x | 1.70x | 0.9 | 2.40x |" in text
     assert "**protocol differs from the paper's**: train is a seeded 70% of the dev file dev_matched_3col.tsv" in text
     assert "dev_mismatched 70" in text
     assert f"on one of its runs (that run's retention, not the seed mean): sst2 on sst2-seed1 ({tmp_path}/b-sst2/benchmark-sst2.json)." in text
     # Each step's epochs against the paper's 3; the learning rates are Table 1's, so not listed.
-    assert "differs from the paper's setup: epochs=2 (paper 3), retrain_epochs=1 (paper 3), search_epochs=1 (paper 3)." in text
+    assert "differs from the paper's setup: epochs=2 (paper 3), retrain_epochs=1 (paper 3), search_epochs=1 (paper 3); " in text
+    assert "no constant answer: no data directory: pass --data-dir" in text
 
 
 def test_a_report_of_a_run_no_record_has_is_marked(tmp_path):
@@ -118,7 +127,7 @@ def test_one_seed_is_shown_without_a_std(tmp_path):
     table = build_paper_table([write_run(tmp_path / "race", "race", 0, 0.60, 0.58)])
     (row,) = table["rows"]
     assert row["baseline"] == (0.60, None) and row["paper"] is None
-    assert "| race | accuracy | 1 | 60.00 | 58.00 | 2.00 |" in format_paper_table(table)
+    assert "| race | accuracy | 1 | - | 60.00 | 58.00 | 2.00 |" in format_paper_table(table)
 
 
 def test_equal_means_show_a_loss_of_zero_without_a_sign(tmp_path):
@@ -128,6 +137,45 @@ def test_equal_means_show_a_loss_of_zero_without_a_sign(tmp_path):
     table = build_paper_table(runs)
     assert -1e-12 < table["rows"][0]["loss_points"][0] < 0
     assert "| 0.00 +- 2.55 |" in format_paper_table(table)
+
+
+def write_rte_data(root, train_labels, dev_labels):
+    """RTE files in GLUE's layout, one made-up pair per label."""
+    (root / "glue/RTE").mkdir(parents=True)
+    for name, labels in (("train.tsv", train_labels), ("dev.tsv", dev_labels)):
+        rows = [f"{i}\tA man sleeps.\tSomeone sleeps.\t{label}" for i, label in enumerate(labels)]
+        (root / "glue/RTE" / name).write_text("index\tsentence1\tsentence2\tlabel\n" + "\n".join(rows) + "\n")
+    return str(root)
+
+
+def test_the_constant_answer_is_the_training_majority_on_each_seeds_dev_examples(tmp_path):
+    # Train: 3 entailment, 2 not, so the answer is "entailment". Dev: 4 of 6 are entailment.
+    data = write_rte_data(tmp_path / "data", ["entailment"] * 3 + ["not_entailment"] * 2,
+                          ["entailment", "not_entailment", "entailment", "entailment", "not_entailment", "entailment"])
+    runs = [write_run(tmp_path / f"rte-seed{s}", "rte", s, 0.70, 0.68, dev_examples=6) for s in (0, 1)]
+    table = build_paper_table(runs, data_dir=data)
+    assert table["rows"][0]["constant_answer"] == pytest.approx((4 / 6, 0.0))
+    assert "| rte | accuracy | 2 | 66.67 +- 0.00 | 70.00 +- 0.00 |" in format_paper_table(table)
+
+
+def test_the_constant_answer_counts_the_dev_subset_each_seed_evaluated(tmp_path):
+    dev = ["entailment", "not_entailment", "not_entailment", "entailment", "not_entailment", "entailment"]
+    data = write_rte_data(tmp_path / "data", ["not_entailment"] * 2 + ["entailment"], dev)
+    runs = [write_run(tmp_path / f"rte-seed{s}", "rte", s, 0.70, 0.68, settings={"dev_subset": 4}, dev_examples=4)
+            for s in (0, 1)]
+    (row,) = build_paper_table(runs, data_dir=data)["rows"]
+    # The pipeline's draw of 4 of the 6 dev examples for seeds 0 and 1 (training.input_pipeline).
+    drawn = [np.random.RandomState(seed).permutation(6)[:4] for seed in (0, 1)]
+    right = [sum(dev[i] == "not_entailment" for i in d) / 4 for d in drawn]
+    assert row["constant_answer"][0] == pytest.approx(sum(right) / 2)
+
+
+def test_no_constant_answer_from_other_data_than_the_runs_read(tmp_path):
+    data = write_rte_data(tmp_path / "data", ["entailment"], ["entailment"] * 3)
+    table = build_paper_table([write_run(tmp_path / "rte-seed0", "rte", 0, 0.70, 0.68)], data_dir=data)
+    assert table["rows"][0]["constant_answer"] is None
+    assert ("no constant answer: the data directory's dev split gives 3 examples, the seed 0 run evaluated 50"
+            in format_paper_table(table))
 
 
 def test_errors(tmp_path):
@@ -154,7 +202,7 @@ def test_cli_writes_the_table(tmp_path, capsys):
     runs = [write_run(tmp_path / f"rte-{s}", "rte", s, 0.6 + s / 100, 0.59) for s in range(2)]
     assert main(["analyze", "paper-table", "--runs", *runs, "--out", str(tmp_path / "out")]) == 0
     written = (tmp_path / "out" / "paper-table.md").read_text()
-    assert "Made by `powerbert" in written and "| rte | accuracy | 2 | 60.50 +- 0.71 |" in written
+    assert "Made by `powerbert" in written and "| rte | accuracy | 2 | - | 60.50 +- 0.71 |" in written
     assert json.loads((tmp_path / "out" / "paper-table.json").read_text())["rows"][0]["row"] == "rte"
 
 

@@ -67,6 +67,35 @@ def compute_metrics(task: Union[str, TaskSpec], y_true, y_pred_or_logits) -> Dic
     return results
 
 
+def constant_answer_metrics(task: Union[str, TaskSpec], train_labels, dev_labels) -> Dict[str, float]:
+    """The metrics of a model that ignores its input and always answers the most frequent label
+    of `train_labels` (ties: the smaller id; regression: their mean score) on `dev_labels`.
+
+    The floor a fine-tuned model must clear before its elimination cost means anything: a
+    baseline at this score has learned nothing from the task, and a search then has no task
+    signal to weigh against the mass penalty.
+
+    Args:
+        task: A `TaskSpec` or built-in task name.
+        train_labels: Label ids (scores for regression), shape (N_train,).
+        dev_labels: Label ids (scores), shape (N_dev,).
+
+    Returns:
+        As `compute_metrics` (an undefined correlation, as every constant answer's, is 0.0).
+    """
+    task = task if isinstance(task, TaskSpec) else get_task(task)
+    train_labels = np.asarray(train_labels)
+    if len(train_labels) == 0:
+        raise ValueError(f"{task.name}: no training labels to take the most frequent answer from")
+    if task.is_regression:
+        answer = np.full(len(dev_labels), float(np.mean(train_labels)))
+    else:
+        _check_ids(task, "train_labels", train_labels)
+        counts = np.bincount(train_labels.astype(np.int64), minlength=task.num_labels)
+        answer = np.full(len(dev_labels), int(counts.argmax()), dtype=np.int64)
+    return compute_metrics(task, dev_labels, answer)
+
+
 def _prepare(task: TaskSpec, y_true, y_pred_or_logits):
     """Check the inputs and turn them into two 1-D arrays of equal length."""
     y_true = np.asarray(y_true)
